@@ -1,0 +1,49 @@
+# Thin wrappers: every target calls Python in the course's own virtual environment.
+# The two commands a user needs are `make course` and `make test` (see README.md).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.cnncourse-installed
+# Unit tests run once per Keras backend; notebooks run on TensorFlow in the smoke profile.
+PYTEST := $(PY) -m pytest -q
+
+.PHONY: setup course test unit notebooks lab bench data doctor clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+setup: $(STAMP)                    ## create .venv and install the course
+
+course: $(STAMP)                   ## run every notebook in the active profile, write build/
+	$(PY) -m cnncourse doctor
+	$(PY) -m cnncourse run
+
+test: $(STAMP)                     ## unit tests (TensorFlow, then JAX) + notebook tests (smoke)
+	KERAS_BACKEND=jax $(PYTEST) tests/unit -m "not tf_only"
+	$(PYTEST) -n 2 --dist loadfile --nbval-lax tests notebooks
+
+unit: $(STAMP)
+	$(PYTEST) tests/unit
+
+notebooks: $(STAMP)
+	$(PYTEST) -n 2 --dist loadfile --nbval-lax notebooks
+
+lab: $(STAMP)                      ## JupyterLab on the course notebooks
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)                    ## run the benchmarks, rewrite benchmarks/results/*.md
+	$(PY) -m cnncourse bench
+
+data: $(STAMP)                     ## download (where a network exists) and verify the datasets
+	$(PY) -m cnncourse data fetch
+	$(PY) -m cnncourse data verify
+
+doctor: $(STAMP)
+	$(PY) -m cnncourse doctor
+
+clean:
+	rm -rf build student

@@ -1,0 +1,88 @@
+"""cnncourse: the helper package behind the CNN course notebooks.
+
+Public entry points: :func:`setup` (seed everything, print one environment line),
+:func:`profile` (the active run profile) and ``__version__``. Everything else lives in
+submodules with names that say what they hold (``cnncourse.data``, ``cnncourse.models``,
+``cnncourse.train`` ...). Importing the package does not import Keras, so command-line tools
+that only look at files stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+from .profiles import Experiment, Profile, profile
+
+__version__ = "0.1.0"
+__all__ = ["Experiment", "Profile", "__version__", "environment_line", "profile", "setup"]
+
+
+def _device_description() -> str:
+    """A short name for the device Keras will compute on (``GPU: NVIDIA H100 ...`` or ``CPU ×2``)."""
+    import keras
+
+    backend = keras.backend.backend()
+    names: list[str] = []
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(gpu)
+            names.append(details.get("device_name", gpu.name))
+    elif backend == "jax":
+        import jax
+
+        names = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+    elif backend == "torch":
+        import torch
+
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if names:
+        return "GPU: " + ", ".join(names)
+    return f"CPU ×{os.cpu_count()}"
+
+
+def environment_line(seed: int | None = None) -> str:
+    """One line naming versions, device and profile, for the top of every notebook and log."""
+    import keras
+
+    backend = keras.backend.backend()
+    backend_module = __import__(backend)
+    parts = [
+        f"cnncourse {__version__}",
+        f"Python {platform.python_version()}",
+        f"Keras {keras.__version__} ({backend} {getattr(backend_module, '__version__', '?')})",
+        f"device: {_device_description()}",
+        f"profile: {profile().name}",
+    ]
+    if seed is not None:
+        parts.append(f"seed: {seed}")
+    return " · ".join(parts)
+
+
+def setup(seed: int = 0, *, deterministic: bool = True, quiet: bool = False) -> Profile:
+    """Seed Python, NumPy and the Keras backend, make ops deterministic, report the environment.
+
+    Every notebook calls this once, at the top, so that a re-run gives the same numbers (the
+    notebook tests compare them). Returns the active :class:`Profile`.
+
+    Determinism costs a little speed on GPUs; pass ``deterministic=False`` for benchmarks.
+    On JAX, CPU execution is deterministic already; on GPU, set
+    ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` before JAX starts.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    import keras
+
+    random.seed(seed)
+    keras.utils.set_random_seed(seed)  # Python, NumPy and the backend's global generator
+    if deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    active = profile()
+    if not quiet:
+        print(environment_line(seed))
+    return active

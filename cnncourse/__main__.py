@@ -1,0 +1,44 @@
+"""``python -m cnncourse doctor | data | models | run | bench``: the course's command line.
+
+Each subcommand lives in the module that owns the work (``cnncourse.data.cli`` and so on);
+this file only dispatches, so ``python -m cnncourse data where`` does not import Keras.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand → (module, one-line help)
+COMMANDS = {
+    "doctor": ("cnncourse.doctor", "versions, device, profile, and which datasets are present and verified"),
+    "data": ("cnncourse.data", "fetch | verify | where: manage the dataset cache"),
+    "models": ("cnncourse.models", "list every architecture builder with parameters and multiply-adds"),
+    "run": ("cnncourse.notebooks", "execute the notebooks in the active profile, write build/"),
+    "bench": ("cnncourse.bench", "run the benchmarks, rewrite benchmarks/results/*.md"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m cnncourse COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(usage())
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}; valid commands: {', '.join(COMMANDS)}\n", file=sys.stderr)
+        print(usage(), file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.cli(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

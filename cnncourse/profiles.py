@@ -1,0 +1,191 @@
+"""Run profiles: how big each experiment of the course is on a given machine.
+
+One course has to serve three audiences: the test suite (``smoke``: every notebook in about a
+minute on 2 CPU cores), a student on a laptop (``cpu``: meaningful results in minutes) and a
+GPU (``gpu``: published-scale runs). Instead of sprinkling ``if gpu:`` through the notebooks,
+every training run looks up its sizes here by experiment name, so a notebook never hard-codes
+an epoch count and a teacher can re-size the whole course in one place.
+
+The active profile is chosen by ``$CNNCOURSE_PROFILE``; without it, ``gpu`` when the Keras
+backend sees a GPU, else ``cpu``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+ENV_VAR = "CNNCOURSE_PROFILE"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """The sizes of one training experiment in one profile.
+
+    ``train_size`` / ``test_size`` of ``None`` mean the whole split. ``seeds`` is how many
+    independent runs a result is averaged over (results that vary are reported as mean ± std).
+    ``options`` holds experiment-specific knobs (for example the depths of the degradation
+    experiment), read with ``exp.option("depths")``.
+    """
+
+    train_size: int | None
+    test_size: int | None
+    epochs: int
+    batch_size: int
+    seeds: int = 1
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for field in ("epochs", "batch_size", "seeds"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Experiment.{field} must be a positive integer, got {value!r}")
+        for field in ("train_size", "test_size"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"Experiment.{field} must be None or a positive integer, got {value!r}")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(
+            f"{k}={getattr(self, k)!r}" for k in ("train_size", "test_size", "epochs", "batch_size", "seeds")
+        )
+        extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"Experiment({sizes}{extra})"
+
+
+E = Experiment  # short alias that keeps the tables below readable
+
+# Experiment name → sizes, one table per profile. The names are used by the notebooks:
+#   convnet         02  the lecture's MLP (101,770 params) and keras-io convnet (34,826)
+#   optimizers      03  SGD / momentum / Nesterov / RMSprop / Adam / AdamW on a small CNN
+#   init            04  training curves after each weight initialisation
+#   batchnorm       05  with / without batch normalisation at a high learning rate
+#   regularization  06  dropout, DropConnect, weight decay, early stopping
+#   ablation        06  the Zhang et al. grid: architecture × augmentation × weight decay
+#   memorization    06  the same network on true vs random labels
+#   architectures   07  every family's small-input form, one shared recipe
+#   degradation     08  plain vs residual networks at two depths
+#   inside          09  the network the notebook looks inside
+#   transfer        09  10-class → 2-class transfer vs training from scratch
+#   recipe          10  the fast, strong model
+_SMOKE = {
+    "convnet": E(2_000, 1_000, epochs=1, batch_size=128),
+    "optimizers": E(2_000, 1_000, epochs=2, batch_size=64, seeds=2),
+    "init": E(2_000, 1_000, epochs=1, batch_size=64),
+    "batchnorm": E(2_000, 1_000, epochs=1, batch_size=64),
+    "regularization": E(2_000, 1_000, epochs=2, batch_size=64),
+    "ablation": E(1_000, 500, epochs=1, batch_size=64, seeds=1),
+    "memorization": E(500, 500, epochs=5, batch_size=50),
+    "architectures": E(1_000, 500, epochs=1, batch_size=64),
+    "degradation": E(1_000, 500, epochs=1, batch_size=64, options={"depths": (8, 14)}),
+    "inside": E(3_000, 1_000, epochs=1, batch_size=64),
+    "transfer": E(1_000, 1_000, epochs=1, batch_size=64),
+    "recipe": E(2_000, 1_000, epochs=1, batch_size=128, seeds=1),
+}
+
+_CPU = {
+    "convnet": E(None, None, epochs=3, batch_size=128),
+    "optimizers": E(10_000, 5_000, epochs=5, batch_size=64, seeds=3),
+    "init": E(10_000, 5_000, epochs=3, batch_size=64),
+    "batchnorm": E(10_000, 5_000, epochs=3, batch_size=64),
+    "regularization": E(10_000, 10_000, epochs=10, batch_size=128),
+    "ablation": E(5_000, 5_000, epochs=8, batch_size=128, seeds=2),
+    "memorization": E(2_000, 2_000, epochs=40, batch_size=100),
+    "architectures": E(20_000, 10_000, epochs=3, batch_size=128),
+    "degradation": E(10_000, 5_000, epochs=5, batch_size=128, options={"depths": (20, 56)}),
+    "inside": E(None, None, epochs=3, batch_size=128),
+    "transfer": E(1_000, 2_000, epochs=5, batch_size=64),
+    "recipe": E(None, None, epochs=10, batch_size=256, seeds=1),
+}
+
+_GPU = {
+    "convnet": E(None, None, epochs=15, batch_size=128),
+    "optimizers": E(None, None, epochs=20, batch_size=128, seeds=5),
+    "init": E(None, None, epochs=10, batch_size=128),
+    "batchnorm": E(None, None, epochs=10, batch_size=128),
+    "regularization": E(None, None, epochs=40, batch_size=128),
+    "ablation": E(None, None, epochs=40, batch_size=128, seeds=3),
+    "memorization": E(10_000, 10_000, epochs=100, batch_size=128),
+    "architectures": E(None, None, epochs=10, batch_size=128),
+    "degradation": E(None, None, epochs=60, batch_size=128, options={"depths": (20, 56)}),
+    "inside": E(None, None, epochs=10, batch_size=128),
+    "transfer": E(2_000, None, epochs=10, batch_size=64),
+    "recipe": E(None, None, epochs=20, batch_size=512, seeds=3),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A named table of experiments; ``profile["optimizers"]`` gives that run's sizes."""
+
+    name: str
+    description: str
+    experiments: Mapping[str, Experiment]
+
+    def __getitem__(self, experiment: str) -> Experiment:
+        try:
+            return self.experiments[experiment]
+        except KeyError:
+            raise ValueError(
+                f"unknown experiment {experiment!r} in profile {self.name!r}; "
+                f"known experiments: {', '.join(sorted(self.experiments))}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"Profile({self.name!r}: {self.description})"
+
+
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {
+        "smoke": Profile("smoke", "test-sized: each notebook in about a minute on 2 CPU cores", _SMOKE),
+        "cpu": Profile("cpu", "laptop-sized: meaningful results in minutes per notebook", _CPU),
+        "gpu": Profile("gpu", "published-scale runs on one GPU", _GPU),
+    }
+)
+
+
+def gpu_available() -> bool:
+    """Whether the active Keras backend can see a GPU (imports the backend lazily)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def default_profile_name() -> str:
+    """``$CNNCOURSE_PROFILE`` when set, else ``gpu`` if a GPU is visible, else ``cpu``."""
+    name = os.environ.get(ENV_VAR, "").strip()
+    if name:
+        return name
+    return "gpu" if gpu_available() else "cpu"
+
+
+def profile(name: str | None = None) -> Profile:
+    """Return the profile called ``name``, or the active one when ``name`` is ``None``."""
+    chosen = default_profile_name() if name is None else name
+    try:
+        return PROFILES[chosen]
+    except KeyError:
+        source = f" (from ${ENV_VAR})" if name is None else ""
+        raise ValueError(
+            f"unknown profile {chosen!r}{source}; valid profiles: {', '.join(PROFILES)}"
+        ) from None
