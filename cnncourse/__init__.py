@@ -13,7 +13,7 @@ import os
 import platform
 import random
 
-from .profiles import Experiment, Profile, profile
+from .profiles import ENV_VAR, Experiment, Profile, profile
 
 __version__ = "0.1.0"
 __all__ = ["Experiment", "Profile", "__version__", "environment_line", "profile", "setup"]
@@ -62,11 +62,15 @@ def environment_line(seed: int | None = None) -> str:
     return " · ".join(parts)
 
 
-def setup(seed: int = 0, *, deterministic: bool = True, quiet: bool = False) -> Profile:
+def setup(
+    seed: int = 0, profile_name: str | None = None, *, deterministic: bool = True, quiet: bool = False
+) -> Profile:
     """Seed Python, NumPy and the Keras backend, make ops deterministic, report the environment.
 
     Every notebook calls this once, at the top, so that a re-run gives the same numbers (the
-    notebook tests compare them). Returns the active :class:`Profile`.
+    notebook tests compare them). ``profile_name`` (a notebook's ``PROFILE`` parameter)
+    overrides ``$CNNCOURSE_PROFILE`` for this process, so later ``cnncourse.profile()`` calls
+    agree with it; ``None`` keeps the environment's choice. Returns the active :class:`Profile`.
 
     Determinism costs a little speed on GPUs; pass ``deterministic=False`` for benchmarks.
     On JAX, CPU execution is deterministic already; on GPU, set
@@ -74,6 +78,8 @@ def setup(seed: int = 0, *, deterministic: bool = True, quiet: bool = False) -> 
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if profile_name is not None:
+        os.environ[ENV_VAR] = profile(profile_name).name  # validates the name first
     import keras
 
     random.seed(seed)

@@ -75,3 +75,12 @@ def test_setup_seeds_and_reports(capsys):
 def test_setup_rejects_bad_seed():
     with pytest.raises(ValueError, match="non-negative integer"):
         cnncourse.setup(-1)
+
+
+def test_setup_profile_argument_overrides_env(monkeypatch, capsys):
+    monkeypatch.setenv("CNNCOURSE_PROFILE", "smoke")
+    assert cnncourse.setup(0, "cpu").name == "cpu"
+    assert cnncourse.profile().name == "cpu"
+    assert "profile: cpu" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="valid profiles"):
+        cnncourse.setup(0, "tpu")
