@@ -1,0 +1,43 @@
+"""The two ways to install the course (pip / conda) must ask for the same things."""
+
+import re
+import pytest
+
+tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!\[ ]", requirement, maxsplit=1)[0].strip().lower()
+
+
+def _pyproject_requirements() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["test"]
+    return {_name(r): r.replace("[cpu]", "") for r in reqs}
+
+
+def _conda_requirements() -> dict[str, str]:
+    reqs = {}
+    in_deps = False
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        if line.startswith("dependencies:"):
+            in_deps = True
+            continue
+        match = re.match(r"^  - ([A-Za-z][\w.-]*.*)$", line)
+        if in_deps and match and not match.group(1).startswith("pip:"):
+            reqs[_name(match.group(1))] = match.group(1)
+    reqs.pop("python"), reqs.pop("pip")
+    return reqs
+
+
+def test_environment_yml_matches_pyproject():
+    assert _conda_requirements() == _pyproject_requirements()
+
+
+def test_lower_bounds_only():
+    for req in _pyproject_requirements().values():
+        assert "==" not in req and "<" not in req, req
+        assert ">=" in req, f"{req} needs a lower bound"
