@@ -182,6 +182,7 @@ def fit(
     live: bool = False,
     verbose: int = 0,
     validation: bool = True,
+    shuffle: bool = True,
     backup_dir: str | os.PathLike | None = None,
 ) -> RunResult:
     """Train a compiled model for ``run.epochs`` at ``run.batch_size`` and summarise the run.
@@ -189,7 +190,9 @@ def fit(
     The test split is evaluated after every epoch (``val_*`` in the history) so curves can be
     drawn; the notebooks never tune on it. ``data`` is used as given: subset it with
     ``cnncourse.data.load_split(..., train_size=run.train_size)`` first. With ``backup_dir``,
-    Keras' ``BackupAndRestore`` makes the run resumable after an interruption.
+    Keras' ``BackupAndRestore`` makes the run resumable after an interruption: weights,
+    optimizer state and the epoch counter are restored (the shuffling order is not, so only a
+    run with ``shuffle=False`` and no dropout resumes to bit-identical weights).
     """
     _check_run(run)
     if not getattr(model, "compiled", False) and getattr(model, "optimizer", None) is None:
@@ -206,7 +209,7 @@ def fit(
         batch_size=run.batch_size,
         epochs=run.epochs,
         validation_data=(data.x_test, data.y_test) if validation else None,
-        shuffle=True,
+        shuffle=shuffle,
         callbacks=extra,
         verbose=verbose,
     )
