@@ -1,0 +1,43 @@
+"""The course map: one entry per notebook, times per profile, honest about what is measured."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncourse import course_map
+from cnncourse.course_map import NotebookInfo, RunTime
+
+
+def test_map_covers_notebooks_00_to_10_in_order_with_forward_prerequisites():
+    numbers = [nb.number for nb in course_map.NOTEBOOKS]
+    assert numbers == list(range(11))
+    for nb in course_map.NOTEBOOKS:
+        assert nb.topics and nb.title
+        assert all(0 <= pre < nb.number for pre in nb.builds_on)
+        assert set(nb.minutes) == set(course_map.PROFILES)
+        assert nb.filename.startswith(f"{nb.number:02d}_") and nb.filename.endswith(".ipynb")
+    assert course_map.notebook(0).filename == "00_start_here.ipynb"
+
+
+def test_run_times_say_whether_they_were_measured():
+    assert str(RunTime(0.6, True, "2 CPU cores")) == "0.6 (measured)"
+    assert str(RunTime(10.0)) == "≤10 (estimate)"
+    assert str(RunTime(None)) == "not measured"
+    with pytest.raises(ValueError, match="where="):
+        RunTime(1.0, measured=True)
+    with pytest.raises(ValueError, match="positive"):
+        RunTime(0.0)
+    with pytest.raises(ValueError, match="no run time for profile"):
+        NotebookInfo(99, "x", "X", ("t",), minutes={"smoke": RunTime(1.0)})
+
+
+def test_markdown_table_has_a_row_per_notebook_and_rejects_unknown_profiles():
+    table = course_map.markdown_table(("smoke", "cpu"))
+    lines = table.splitlines()
+    assert lines[0] == "| # | notebook | what it teaches | builds on | smoke (min) | cpu (min) |"
+    assert len(lines) == 2 + len(course_map.NOTEBOOKS)
+    assert "[Start here](notebooks/00_start_here.ipynb)" in lines[2]
+    with pytest.raises(ValueError, match="valid profiles: smoke, cpu, gpu"):
+        course_map.markdown_table(("laptop",))
+    with pytest.raises(ValueError, match="valid numbers"):
+        course_map.notebook(11)
