@@ -65,6 +65,10 @@ class NotebookInfo:
         on_disk = sorted(NOTEBOOK_DIR.glob(f"{self.number:02d}_*.ipynb"))
         return on_disk[0].name if on_disk else f"{self.number:02d}_{self.slug}.ipynb"
 
+    @property
+    def exists(self) -> bool:
+        return (NOTEBOOK_DIR / self.filename).is_file()
+
 
 def _times(smoke: RunTime | None = None, cpu: RunTime | None = None, gpu: RunTime | None = None) -> dict[str, RunTime]:
     times = _budget()
@@ -99,14 +103,14 @@ NOTEBOOKS: tuple[NotebookInfo, ...] = (
     NotebookInfo(6, "regularization", "Regularization",
                  ("L1 / L2 / weight decay", "dropout and DropConnect", "augmentation", "ensembles, TTA",
                   "the Zhang et al. ablation and memorization"), (3, 5)),
-    NotebookInfo(7, "architectures", "Classic architectures",
+    NotebookInfo(7, "classic_architectures", "Classic architectures",
                  ("LeNet-5", "AlexNet, ZFNet", "VGG", "Network in Network", "GoogLeNet", "ResNet"), (1, 5, 6)),
-    NotebookInfo(8, "residual", "Depth and residual connections",
+    NotebookInfo(8, "depth_and_residuals", "Depth and residual connections",
                  ("the degradation problem", "gradient flow through identity paths", "bottleneck blocks"), (5, 7)),
-    NotebookInfo(9, "inside", "Looking inside a CNN",
+    NotebookInfo(9, "inside_a_cnn", "Looking inside a CNN",
                  ("filters and feature maps", "saliency", "adversarial examples (FGSM)", "class models", "t-SNE",
                   "transfer learning"), (7,)),
-    NotebookInfo(10, "capstone", "Putting it together: a fast, strong model",
+    NotebookInfo(10, "fast_strong_model", "Putting it together: a fast, strong model",
                  ("the full training recipe", "tf.data input pipeline", "mixed precision, XLA",
                   "tf.distribute"), (3, 5, 6, 8)),
 )
@@ -129,7 +133,24 @@ def markdown_table(profiles: Sequence[str] = PROFILES, *, link_prefix: str = "no
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for nb in NOTEBOOKS:
         builds = ", ".join(f"{n:02d}" for n in nb.builds_on) or "—"
-        cells = [f"{nb.number:02d}", f"[{nb.title}]({link_prefix}{nb.filename})", "; ".join(nb.topics), builds]
+        title = f"[{nb.title}]({link_prefix}{nb.filename})" if nb.exists else f"{nb.title} *(to come)*"
+        cells = [f"{nb.number:02d}", title, "; ".join(nb.topics), builds]
         cells += [str(nb.minutes[p]) for p in profiles]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+README_START, README_END = "<!-- notebook-map:start -->", "<!-- notebook-map:end -->"
+
+
+def update_readme(path: Path = NOTEBOOK_DIR.parent / "README.md") -> bool:
+    """Rewrite the README's notebook map from this table; returns whether anything changed."""
+    text = path.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path} has no {README_START} ... {README_END} section to rewrite")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{markdown_table()}\n{README_END}{tail}"
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text

@@ -41,3 +41,21 @@ def test_markdown_table_has_a_row_per_notebook_and_rejects_unknown_profiles():
         course_map.markdown_table(("laptop",))
     with pytest.raises(ValueError, match="valid numbers"):
         course_map.notebook(11)
+
+
+def test_readme_notebook_map_is_up_to_date(tmp_path):
+    """The README's map is generated: run `python -c "from cnncourse import course_map; course_map.update_readme()"`."""
+    from cnncourse import course_map
+
+    readme = course_map.NOTEBOOK_DIR.parent / "README.md"
+    copy = tmp_path / "README.md"
+    copy.write_text(readme.read_text(encoding="utf-8"), encoding="utf-8")
+    assert not course_map.update_readme(copy), "README.md's notebook map is stale: regenerate it"
+
+
+def test_unwritten_notebooks_are_not_linked():
+    from cnncourse import course_map
+
+    table = course_map.markdown_table()
+    for nb in course_map.NOTEBOOKS:
+        assert (f"]({'notebooks/'}{nb.filename})" in table) == nb.exists
