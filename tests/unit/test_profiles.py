@@ -55,7 +55,9 @@ def test_experiment_rejects_bad_sizes(bad):
 
 def test_experiment_options_are_read_only():
     exp = PROFILES["cpu"]["degradation"]
-    assert exp.option("depths") == (20, 56)
+    depths = exp.option("depths")
+    assert len(depths) == 2 and depths[0] < depths[1]
+    assert exp.option("missing", "fallback") == "fallback"
     with pytest.raises(TypeError):
         exp.options["depths"] = (1,)
 
