@@ -115,6 +115,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output folder (default: build/)")
     parser.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
     args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines are noise in a notebook
     try:
         # decide the profile once, here: every kernel inherits it from the environment
         os.environ[ENV_VAR] = profile(args.profile).name
