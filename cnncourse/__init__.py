@@ -16,10 +16,10 @@ import random
 from .profiles import ENV_VAR, Experiment, Profile, profile
 
 __version__ = "0.1.0"
-__all__ = ["Experiment", "Profile", "__version__", "environment_line", "profile", "setup"]
+__all__ = ["Experiment", "Profile", "__version__", "device_description", "environment_line", "profile", "setup"]
 
 
-def _device_description() -> str:
+def device_description() -> str:
     """A short name for the device Keras will compute on (``GPU: NVIDIA H100 ...`` or ``CPU ×2``)."""
     import keras
 
@@ -54,7 +54,7 @@ def environment_line(seed: int | None = None) -> str:
         f"cnncourse {__version__}",
         f"Python {platform.python_version()}",
         f"Keras {keras.__version__} ({backend} {getattr(backend_module, '__version__', '?')})",
-        f"device: {_device_description()}",
+        f"device: {device_description()}",
         f"profile: {profile().name}",
     ]
     if seed is not None:

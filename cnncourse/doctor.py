@@ -60,7 +60,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
 
         line = cnncourse.environment_line()
         active = cnncourse.profile()
-        device = cnncourse._device_description()
+        device = cnncourse.device_description()
     except Exception as exc:  # noqa: BLE001 - any failure here means the environment is broken
         print(f"environment: BROKEN: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("fix: `make setup` (or `pip install -e .[test]`) in a fresh virtual environment; "
