@@ -73,7 +73,7 @@ E = Experiment  # short alias that keeps the tables below readable
 #   architectures   07  every family's small-input form, one shared recipe
 #   degradation     08  plain vs residual networks at two depths
 #   inside          09  the network the notebook looks inside
-#   transfer        09  10-class → 2-class transfer vs training from scratch
+#   transfer        09  pretrain on 8 classes → the 2 held-out ones from few images, vs scratch
 #   recipe          10  the fast, strong model
 _SMOKE = {
     "convnet": E(2_000, 1_000, epochs=1, batch_size=128),
@@ -81,12 +81,12 @@ _SMOKE = {
     "init": E(2_000, 1_000, epochs=1, batch_size=64),
     "batchnorm": E(2_000, 1_000, epochs=1, batch_size=64),
     "regularization": E(1_000, 1_000, epochs=2, batch_size=64),
-    "ablation": E(256, 256, epochs=1, batch_size=64, seeds=1, options={"inception_width": 0.0625, "alexnet_width": 0.25, "alexnet_fc": 64, "learning_rate": 0.02}),
+    "ablation": E(256, 256, epochs=1, batch_size=64, seeds=1, options={"archs": ("alexnet", "mlp"), "inception_width": 0.0625, "alexnet_width": 0.25, "alexnet_fc": 64, "learning_rate": 0.02}),
     "memorization": E(500, 500, epochs=5, batch_size=50),
     "architectures": E(1_000, 500, epochs=1, batch_size=64),
     "degradation": E(1_000, 200, epochs=2, batch_size=64, options={"depths": (8, 14)}),
     "inside": E(3_000, 1_000, epochs=1, batch_size=64, options={"ascent_steps": 30, "embed_points": 400}),
-    "transfer": E(1_000, 1_000, epochs=1, batch_size=64),
+    "transfer": E(20, 500, epochs=5, batch_size=10, seeds=2),
     "recipe": E(2_000, 1_000, epochs=1, batch_size=128, seeds=1),
 }
 
@@ -95,13 +95,13 @@ _CPU = {
     "optimizers": E(10_000, 5_000, epochs=5, batch_size=64, seeds=3),
     "init": E(10_000, 5_000, epochs=5, batch_size=64),
     "batchnorm": E(10_000, 5_000, epochs=3, batch_size=64),
-    "regularization": E(2_000, 5_000, epochs=15, batch_size=64),
-    "ablation": E(3_000, 2_000, epochs=4, batch_size=128, seeds=2, options={"inception_width": 0.125, "alexnet_width": 0.5, "alexnet_fc": 128, "learning_rate": 0.02}),
-    "memorization": E(2_000, 2_000, epochs=40, batch_size=100),
+    "regularization": E(2_000, 3_000, epochs=15, batch_size=64),
+    "ablation": E(2_500, 2_000, epochs=4, batch_size=128, seeds=2, options={"inception_width": 0.125, "alexnet_width": 0.5, "alexnet_fc": 128, "learning_rate": 0.02}),
+    "memorization": E(1_000, 2_000, epochs=60, batch_size=50),
     "architectures": E(20_000, 10_000, epochs=3, batch_size=128),
-    "degradation": E(3_000, 1_000, epochs=6, batch_size=64, options={"depths": (20, 44)}),
+    "degradation": E(2_000, 500, epochs=6, batch_size=64, options={"depths": (20, 44)}),
     "inside": E(30_000, 5_000, epochs=3, batch_size=128, options={"ascent_steps": 100, "embed_points": 1000}),
-    "transfer": E(1_000, 2_000, epochs=5, batch_size=64),
+    "transfer": E(20, 2_000, epochs=30, batch_size=10, seeds=5),
     "recipe": E(None, None, epochs=10, batch_size=256, seeds=1),
 }
 
@@ -116,7 +116,7 @@ _GPU = {
     "architectures": E(None, None, epochs=10, batch_size=128),
     "degradation": E(None, None, epochs=60, batch_size=128, options={"depths": (20, 56)}),
     "inside": E(None, None, epochs=10, batch_size=128, options={"ascent_steps": 200, "embed_points": 2000}),
-    "transfer": E(2_000, None, epochs=10, batch_size=64),
+    "transfer": E(20, None, epochs=30, batch_size=10, seeds=10),
     "recipe": E(None, None, epochs=20, batch_size=512, seeds=3),
 }
 
