@@ -23,7 +23,7 @@ course: $(STAMP)                   ## run every notebook in the active profile, 
 	$(PY) -m cnncourse run
 
 test: $(STAMP)                     ## unit tests (TensorFlow, then JAX) + notebook tests (smoke)
-	KERAS_BACKEND=jax $(PYTEST) tests/unit -m "not tf_only"
+	KERAS_BACKEND=jax $(PYTEST) -n 2 tests/unit -m "not tf_only"
 	$(PYTEST) -n 2 --dist loadfile --nbval-lax tests notebooks
 
 unit: $(STAMP)
