@@ -78,8 +78,9 @@ def _times(smoke: RunTime | None = None, cpu: RunTime | None = None, gpu: RunTim
     return times
 
 
-# Times measured on the course's build machine: 2 CPU cores shared with other jobs (load ≈ 8),
-# so they are upper bounds for a laptop that runs only the course.
+# Times measured on the course's build machine: 2 CPU cores shared with other jobs (load
+# average 6–12 while they were taken), so they are upper bounds for a machine that runs only
+# the course; notebook 06's smoke time reuses its cached grid (a fresh grid adds ≈ 2 minutes).
 _SHARED = "2 shared CPU cores, 2026-11-23"
 
 NOTEBOOKS: tuple[NotebookInfo, ...] = (
@@ -88,28 +89,36 @@ NOTEBOOKS: tuple[NotebookInfo, ...] = (
                  (), _times(RunTime(0.7, True, _SHARED), RunTime(0.7, True, _SHARED))),
     NotebookInfo(1, "convolution", "Convolution, pooling, and why CNNs",
                  ("convolution vs cross-correlation", "padding, stride, output size", "pooling", "1×1 convolutions",
-                  "receptive fields", "backprop with weight sharing"), (0,)),
+                  "receptive fields", "backprop with weight sharing"), (0,),
+                 _times(RunTime(0.9, True, _SHARED), RunTime(1.3, True, _SHARED))),
     NotebookInfo(2, "softmax_cross_entropy", "Softmax and cross-entropy",
                  ("softmax and its Jacobian", "cross-entropy and its gradient y − t", "numerical stability",
-                  "the loss zoo", "the first MLP and convnet"), (0, 1)),
+                  "the loss zoo", "the first MLP and convnet"), (0, 1),
+                 _times(RunTime(1.0, True, _SHARED), RunTime(6.2, True, _SHARED))),
     NotebookInfo(3, "optimization", "Optimization",
                  ("gradient descent and learning rates", "SGD, momentum, Nesterov, RMSprop, Adam, AdamW",
-                  "optimizers from scratch = Keras", "learning-rate schedules"), (2,)),
+                  "optimizers from scratch = Keras", "learning-rate schedules"), (2,),
+                 _times(RunTime(1.4, True, _SHARED), RunTime(8.4, True, _SHARED))),
     NotebookInfo(4, "activations_init", "Activations and initialization",
                  ("activation functions and derivatives", "vanishing / exploding gradients", "Xavier and He init"),
-                 (2, 3)),
+                 (2, 3),
+                 _times(RunTime(1.0, True, _SHARED), RunTime(3.5, True, _SHARED))),
     NotebookInfo(5, "normalization", "Normalization and preprocessing",
-                 ("standardization", "batch norm from scratch", "layer / instance / group norm"), (3, 4)),
+                 ("standardization", "batch norm from scratch", "layer / instance / group norm"), (3, 4),
+                 _times(RunTime(1.5, True, _SHARED), RunTime(6.0, True, _SHARED))),
     NotebookInfo(6, "regularization", "Regularization",
                  ("L1 / L2 / weight decay", "dropout and DropConnect", "augmentation", "ensembles, TTA",
-                  "the Zhang et al. ablation and memorization"), (3, 5)),
+                  "the Zhang et al. ablation and memorization"), (3, 5),
+                 _times(RunTime(1.0, True, _SHARED), RunTime(15.4, True, _SHARED))),
     NotebookInfo(7, "classic_architectures", "Classic architectures",
                  ("LeNet-5", "AlexNet, ZFNet", "VGG", "Network in Network", "GoogLeNet", "ResNet"), (1, 5, 6)),
     NotebookInfo(8, "depth_and_residuals", "Depth and residual connections",
-                 ("the degradation problem", "gradient flow through identity paths", "bottleneck blocks"), (5, 7)),
+                 ("the degradation problem", "gradient flow through identity paths", "bottleneck blocks"), (5, 7),
+                 _times(RunTime(1.8, True, _SHARED), RunTime(12.5, True, _SHARED))),
     NotebookInfo(9, "inside_a_cnn", "Looking inside a CNN",
                  ("filters and feature maps", "saliency", "adversarial examples (FGSM)", "class models", "t-SNE",
-                  "transfer learning"), (7,)),
+                  "transfer learning"), (7,),
+                 _times(RunTime(1.8, True, _SHARED), RunTime(7.3, True, _SHARED))),
     NotebookInfo(10, "fast_strong_model", "Putting it together: a fast, strong model",
                  ("the full training recipe", "tf.data input pipeline", "mixed precision, XLA",
                   "tf.distribute"), (3, 5, 6, 8)),
