@@ -151,6 +151,17 @@ def patches(x: np.ndarray, kernel_size, stride=1, padding: str | int = "valid") 
     return np.moveaxis(windows, 3, -1)
 
 
+def _conv_inputs(x, w, stride, padding):
+    """Checked NHWC input, HWIO kernel, padded input, kernel size and strides: what every conv2d needs."""
+    x = _nhwc(x)
+    w = np.asarray(w)
+    if w.ndim != 4 or w.shape[2] != x.shape[3]:
+        raise ValueError(f"w must be (F_h, F_w, C_in={x.shape[3]}, C_out), got shape {w.shape}")
+    kernel = w.shape[:2]
+    strides = _pair("stride", stride)
+    return x, w, _pad(x, kernel, strides, padding), kernel, strides
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding: str | int = "valid") -> np.ndarray:
     r"""What ``keras.layers.Conv2D`` computes (before its activation), written as a sum over the kernel.
 
@@ -161,13 +172,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, 
     :math:`C_{in} \times C_{out}` matrix, so the cost is visibly
     :math:`O(N_{out} \cdot F^2 \cdot C_{in} C_{out})`.
     """
-    x = _nhwc(x)
-    w = np.asarray(w)
-    if w.ndim != 4 or w.shape[2] != x.shape[3]:
-        raise ValueError(f"w must be (F_h, F_w, C_in={x.shape[3]}, C_out), got shape {w.shape}")
-    fh, fw = w.shape[:2]
-    sh, sw = _pair("stride", stride)
-    xp = _pad(x, (fh, fw), (sh, sw), padding)
+    x, w, xp, (fh, fw), (sh, sw) = _conv_inputs(x, w, stride, padding)
     ho, wo = (xp.shape[1] - fh) // sh + 1, (xp.shape[2] - fw) // sw + 1
     out = np.zeros((x.shape[0], ho, wo, w.shape[3]), dtype=np.result_type(x, w, np.float32))
     for u in range(fh):
@@ -200,13 +205,7 @@ def conv2d_fft(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride
     kernels. Cross-correlation is convolution with the flipped kernel; a strided output is
     the stride-1 output subsampled (wasteful, but this function exists to time and to check).
     """
-    x = _nhwc(x)
-    w = np.asarray(w)
-    if w.ndim != 4 or w.shape[2] != x.shape[3]:
-        raise ValueError(f"w must be (F_h, F_w, C_in={x.shape[3]}, C_out), got shape {w.shape}")
-    fh, fw = w.shape[:2]
-    sh, sw = _pair("stride", stride)
-    xp = _pad(x, (fh, fw), (sh, sw), padding)
+    x, w, xp, (fh, fw), (sh, sw) = _conv_inputs(x, w, stride, padding)
     hp, wp = xp.shape[1:3]
     shape = (hp + fh - 1, wp + fw - 1)  # the full linear convolution fits: no wrap-around
     # in float64: NumPy 2 transforms float32 in single precision, too coarse to check against
