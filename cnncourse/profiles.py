@@ -88,6 +88,7 @@ _SMOKE = {
     "inside": E(3_000, 1_000, epochs=1, batch_size=64, options={"ascent_steps": 30, "embed_points": 400}),
     "transfer": E(20, 500, epochs=5, batch_size=10, seeds=2),
     "recipe": E(2_000, 1_000, epochs=1, batch_size=128, seeds=1),
+    "exercises": E(1_000, 500, epochs=1, batch_size=64, seeds=1),
 }
 
 _CPU = {
@@ -103,6 +104,7 @@ _CPU = {
     "inside": E(30_000, 5_000, epochs=3, batch_size=128, options={"ascent_steps": 100, "embed_points": 1000}),
     "transfer": E(20, 2_000, epochs=30, batch_size=10, seeds=5),
     "recipe": E(None, None, epochs=10, batch_size=256, seeds=1),
+    "exercises": E(3_000, 1_000, epochs=2, batch_size=64, seeds=1),
 }
 
 _GPU = {
@@ -118,6 +120,7 @@ _GPU = {
     "inside": E(None, None, epochs=10, batch_size=128, options={"ascent_steps": 200, "embed_points": 2000}),
     "transfer": E(20, None, epochs=30, batch_size=10, seeds=10),
     "recipe": E(None, None, epochs=20, batch_size=512, seeds=3),
+    "exercises": E(10_000, 2_000, epochs=3, batch_size=128, seeds=1),
 }
 
 
