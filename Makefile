@@ -7,8 +7,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cnncourse-installed
 # Unit tests run once per Keras backend; notebooks run on TensorFlow in the smoke profile.
 PYTEST := $(PY) -m pytest -q
+# extra pytest arguments for `make test`, e.g. TEST_ARGS='-m "not browser"' skips the browser test
+TEST_ARGS ?=
+# `make lab LAB_DIR=student` serves the student copies; LAB_ARGS e.g. --ip=0.0.0.0 for a classroom
+LAB_DIR ?= notebooks
+LAB_ARGS ?=
+# `make site REPO=owner/name` adds "Open in Colab" links (default: $CNNCOURSE_REPO, else the
+# origin remote when it is on GitHub)
+REPO ?=
 
-.PHONY: setup course test unit notebooks lab bench data doctor clean
+.PHONY: setup course test unit notebooks lab student site bench data doctor clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,9 +30,9 @@ course: $(STAMP)                   ## run every notebook in the active profile, 
 	$(PY) -m cnncourse doctor
 	$(PY) -m cnncourse run
 
-test: $(STAMP)                     ## unit tests (TensorFlow, then JAX) + notebook tests (smoke)
+test: $(STAMP)                     ## unit tests (TensorFlow, then JAX) + browser test + notebook tests (smoke)
 	KERAS_BACKEND=jax $(PYTEST) -n 2 tests/unit -m "not tf_only"
-	$(PYTEST) -n 2 --dist loadfile --nbval-lax tests notebooks
+	$(PYTEST) -n 2 --dist loadfile --nbval-lax $(TEST_ARGS) tests notebooks
 
 unit: $(STAMP)
 	$(PYTEST) tests/unit
@@ -32,8 +40,14 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(PYTEST) -n 2 --dist loadfile --nbval-lax notebooks
 
-lab: $(STAMP)                      ## JupyterLab on the course notebooks
-	$(VENV)/bin/jupyter lab notebooks/
+lab: $(STAMP)                      ## JupyterLab on the course notebooks (LAB_DIR=student for the student copies)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(LAB_DIR) $(LAB_ARGS)
+
+student: $(STAMP)                  ## student/ copies: solutions cleared by nbgrader, outputs removed
+	$(PY) -m cnncourse student
+
+site: $(STAMP)                     ## static HTML site of the notebooks' stored outputs in build/site/
+	$(PY) -m cnncourse site $(if $(REPO),--repo $(REPO))
 
 bench: $(STAMP)                    ## run the benchmarks, rewrite benchmarks/results/*.md
 	$(PY) -m cnncourse bench

@@ -1,4 +1,4 @@
-"""``python -m cnncourse doctor | data | models | run | bench``: the course's command line.
+"""``python -m cnncourse doctor | data | models | run | bench | student | site``: the course's command line.
 
 Each subcommand lives in the module that owns the work (``cnncourse.data.cli`` and so on);
 this file only dispatches, so ``python -m cnncourse data where`` does not import Keras.
@@ -16,6 +16,8 @@ COMMANDS = {
     "models": ("cnncourse.models", "list every architecture builder with parameters and multiply-adds"),
     "run": ("cnncourse.notebooks", "execute the notebooks in the active profile, write build/"),
     "bench": ("cnncourse.bench", "run the benchmarks, rewrite benchmarks/results/*.md"),
+    "student": ("cnncourse.student", "write student/ copies of the notebooks: solutions cleared, outputs removed"),
+    "site": ("cnncourse.site", "render the notebooks' stored outputs to a static site in build/site/"),
 }
 
 

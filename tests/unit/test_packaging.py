@@ -19,6 +19,10 @@ def _pyproject_requirements() -> dict[str, str]:
     return {_name(r): r.replace("[cpu]", "") for r in reqs}
 
 
+# conda-forge names that differ from PyPI's
+CONDA_TO_PYPI = {"playwright-python": "playwright"}
+
+
 def _conda_requirements() -> dict[str, str]:
     reqs = {}
     in_deps = False
@@ -28,7 +32,9 @@ def _conda_requirements() -> dict[str, str]:
             continue
         match = re.match(r"^  - ([A-Za-z][\w.-]*.*)$", line)
         if in_deps and match and not match.group(1).startswith("pip:"):
-            reqs[_name(match.group(1))] = match.group(1)
+            name = _name(match.group(1))
+            pypi = CONDA_TO_PYPI.get(name, name)
+            reqs[pypi] = pypi + match.group(1)[len(name):]
     reqs.pop("python"), reqs.pop("pip")
     return reqs
 
