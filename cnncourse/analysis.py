@@ -42,6 +42,7 @@ __all__ = [
     "conv_params",
     "count_macs",
     "count_params",
+    "group_rows",
     "inception_module_cost",
     "layer_table",
     "plot_accuracy_vs_ops",
@@ -425,6 +426,31 @@ def count_macs(model: Any) -> int:
     return sum(layer_macs(layer) for layer in _layers(model))
 
 
+def group_rows(table: Table, prefixes: Sequence[str], *, title: str | None = None) -> Table:
+    """Sum a layer table's parameters and MACs per block: one row per name prefix.
+
+    A paper's table lists *modules* (GoogLeNet's ``inception_3a``, ResNet's ``conv3_x``), a
+    layer table lists every layer; grouping by name prefix turns one into the other. Each row
+    goes to the first prefix its name starts with; a row that matches none stays a group of
+    its own. Groups keep the order of their first layer; ``output`` is the group's last
+    layer's output and ``layers`` how many layers it holds.
+    """
+    prefixes = list(prefixes)
+    if not all(isinstance(p, str) and p for p in prefixes):
+        raise ValueError(f"prefixes must be non-empty strings, got {prefixes!r}")
+    groups: dict[str, dict[str, Any]] = {}
+    for row in table.rows:
+        name = next((p for p in prefixes if row["name"].startswith(p)), row["name"])
+        group = groups.setdefault(name, {"name": name, "layers": 0, "output": None, "params": 0, "macs": 0})
+        group["layers"] += 1
+        group["output"] = row["output"]
+        group["params"] += row["params"]
+        group["macs"] += row["macs"]
+    columns = ("name", "layers", "output", "params", "macs")
+    return Table(columns=columns, rows=list(groups.values()), totals=dict(table.totals),
+                 title=table.title if title is None else title)
+
+
 # --------------------------------------------------------------------------- plots
 def _row_value(row: Any, *names: str) -> Any:
     if isinstance(row, Mapping):
@@ -458,7 +484,7 @@ def plot_accuracy_vs_ops(rows: Iterable[Any], ax: Any = None, *, title: str | No
     sizes = [30 + 600 * p / biggest for p in params]
     ax.scatter(macs, acc, s=sizes, alpha=0.6, edgecolors="black", linewidths=0.5)
     for x, y, label, p in zip(macs, acc, labels, params):
-        ax.annotate(f"{label}\n{p / 1e6:.2g}M params", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.annotate(f"{label}\n{p / 1e6:.3g}M params", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("multiply-adds per image (log scale)")
     ax.set_ylabel("accuracy")

@@ -210,3 +210,38 @@ def test_plot_accuracy_vs_ops():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+# ------------------------------------------------------------------ group_rows
+def _two_block_model():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="block1_conv1")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="block1_conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Conv2D(6, 1, name="block2_conv1")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+
+def test_group_rows_sums_params_and_macs_per_prefix():
+    table = layer_table(_two_block_model())
+    grouped = analysis.group_rows(table, ["block1_", "block2_"])
+    assert [r["name"] for r in grouped.rows] == ["block1_", "pool", "block2_", "gap", "head"]
+    b1 = grouped.row("block1_")
+    assert b1["layers"] == 2
+    assert b1["params"] == (27 + 1) * 4 + (36 + 1) * 4
+    assert b1["macs"] == 64 * 4 * 27 + 64 * 4 * 36
+    assert b1["output"] == (8, 8, 4)
+    assert grouped.row("block2_")["macs"] == 16 * 6 * 4
+    # nothing is lost: the groups add up to the model's totals
+    assert sum(r["params"] for r in grouped.rows) == table.totals["params"]
+    assert sum(r["macs"] for r in grouped.rows) == table.totals["macs"]
+    assert "block1_" in str(grouped)
+
+
+def test_group_rows_first_matching_prefix_wins_and_bad_prefixes_are_refused():
+    table = layer_table(_two_block_model())
+    grouped = analysis.group_rows(table, ["block", "block1_"])
+    assert grouped.row("block")["layers"] == 3
+    with pytest.raises(ValueError, match="non-empty strings"):
+        analysis.group_rows(table, ["block1_", ""])

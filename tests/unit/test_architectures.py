@@ -1,0 +1,152 @@
+"""cnncourse.architectures: the shared recipe, the cached results table, the ILSVRC table."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cnncourse import analysis, architectures, models
+from cnncourse.architectures import D2L_ANCHORS, ILSVRC_WINNERS, ArchitectureResults, Recipe
+from cnncourse.profiles import Experiment
+
+
+class _Split:
+    def __init__(self, n_train=64, n_test=32, seed=0):
+        rng = np.random.default_rng(seed)
+        self.x_train = rng.random((n_train, 28, 28, 1), dtype=np.float32)
+        self.y_train = (np.arange(n_train) % 10).astype(np.int32)
+        self.x_test = rng.random((n_test, 28, 28, 1), dtype=np.float32)
+        self.y_test = (np.arange(n_test) % 10).astype(np.int32)
+
+
+RUN = Experiment(64, 32, epochs=1, batch_size=32)
+
+
+def test_anchors_and_winners_name_registered_small_and_paper_models():
+    small = models.available("small")
+    assert set(D2L_ANCHORS) <= set(small)
+    assert all(0.5 < v < 1 for v in D2L_ANCHORS.values())
+    paper = models.available("paper")
+    assert [w.year for w in ILSVRC_WINNERS] == sorted(w.year for w in ILSVRC_WINNERS)
+    assert all(w.model in paper for w in ILSVRC_WINNERS if w.model)
+    errors = [w.top5_error for w in ILSVRC_WINNERS]
+    assert errors == sorted(errors, reverse=True)  # every year's winner beat the last
+
+
+def test_ilsvrc_table_fills_costs_only_where_a_builder_exists():
+    table = architectures.ilsvrc_table({"alexnet": (62_378_344, 1_135_256_096)})
+    assert table.row("2012 AlexNet")["params"] == 62_378_344
+    assert table.row("2013 ZFNet")["params"] is None  # not given → blank
+    assert table.row("2010 NEC-UIUC")["builder"] == "—"
+    assert table.row("2015 ResNet")["top-5 error %"] == "3.57"
+    assert table.row("2014 VGG")["top-5 error %"] == "7.3"
+    assert "62,378,344" in str(table)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"learning_rate": 0}, {"learning_rate": -1e-3}, {"weight_decay": -0.1}, {"warmup_fraction": 1.0},
+     {"flip": 1}, {"shift": -1}, {"shift": 1.5}, {"learning_rate": float("nan")}, {"bn_momentum": 1.0},
+     {"bn_momentum": -0.1}],
+)
+def test_recipe_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError, match="Recipe"):
+        Recipe(**kwargs)
+
+
+def test_recipe_schedule_warms_up_then_decays_to_zero():
+    recipe = Recipe(learning_rate=1e-2, warmup_fraction=0.1)
+    schedule = recipe.schedule(100)
+    lr = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 5, 10, 55, 100)]
+    assert lr[0] == pytest.approx(0.0, abs=1e-9)
+    assert lr[1] == pytest.approx(5e-3, rel=1e-4)  # halfway through the warm-up
+    assert lr[2] == pytest.approx(1e-2, rel=1e-4)  # the peak
+    assert 0 < lr[3] < lr[2]
+    assert lr[4] == pytest.approx(0.0, abs=1e-9)
+    no_warmup = Recipe(warmup_fraction=0.0).schedule(10)
+    assert float(keras.ops.convert_to_numpy(no_warmup(0))) == pytest.approx(Recipe().learning_rate)
+    with pytest.raises(ValueError, match="total_steps"):
+        recipe.schedule(0)
+
+
+def test_recipe_optimizer_decays_weights_but_not_biases():
+    opt = Recipe(weight_decay=0.1).optimizer(10)
+    assert isinstance(opt, keras.optimizers.AdamW)
+    kernel = keras.Variable(np.ones((2, 2), np.float32), name="kernel")
+    bias = keras.Variable(np.ones((2,), np.float32), name="bias")
+    opt.build([kernel, bias])
+    assert opt._use_weight_decay(kernel) and not opt._use_weight_decay(bias)
+
+
+def test_build_trainable_wraps_the_registered_model_with_weightless_augmentation():
+    recipe = Recipe()
+    model = architectures.build_trainable("lenet5", (28, 28, 1), 10, recipe, total_steps=4)
+    bare = models.build("lenet5", input_shape=(28, 28, 1), num_classes=10)
+    assert model.count_params() == bare.count_params() == 61_706
+    assert analysis.count_macs(model) == analysis.count_macs(bare)
+    assert [layer.name for layer in model.layers[1:3]] == ["random_flip", "random_shift"]
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    out = keras.ops.convert_to_numpy(model(x, training=False))  # augmentation is the identity at test time
+    ref = keras.ops.convert_to_numpy(model.get_layer("lenet5")(x, training=False))
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    plain = architectures.build_trainable("lenet5", (28, 28, 1), 10, Recipe(flip=False, shift=0), total_steps=4)
+    assert [layer.name for layer in plain.layers[1:]] == ["lenet5"]
+    with pytest.raises(ValueError, match="Recipe"):
+        architectures.build_trainable("lenet5", (28, 28, 1), 10, {"learning_rate": 1e-3}, total_steps=4)
+
+
+def test_run_architectures_trains_caches_and_reuses(tmp_path, capsys):
+    split, path = _Split(), tmp_path / "arch.json"
+    recipe = Recipe(flip=False, shift=0)
+    first = architectures.run_architectures(["lenet5"], split, RUN, recipe, dataset="toy", profile="test",
+                                            path=path, progress=False)
+    row = first.rows()[0]
+    assert row["name"] == "lenet5" and row["params"] == 61_706 and row["macs"] == 416_520
+    assert row["d2l (GPU, 10 ep.)"] == D2L_ANCHORS["lenet5"]
+    assert 0.0 <= row["test accuracy"] <= 1.0 and row["images/s"] > 0
+    assert json.loads(path.read_text())["key"]["recipe"]["learning_rate"] == recipe.learning_rate
+    assert "lenet5" in str(first.table())
+
+    again = architectures.run_architectures(["lenet5"], split, RUN, recipe, dataset="toy", profile="test", path=path)
+    assert "reusing" in capsys.readouterr().out
+    assert again.rows() == first.rows()
+
+    # a different recipe (or profile, sizes, models) must not reuse the table
+    changed = Recipe(flip=False, shift=0, learning_rate=1e-3)
+    architectures.run_architectures(["lenet5"], split, RUN, changed, dataset="toy", profile="test", path=path)
+    assert "not reusable" in capsys.readouterr().out
+    assert ArchitectureResults.load(path).key["recipe"]["learning_rate"] == 1e-3
+
+
+def test_run_architectures_rejects_unknown_models_and_empty_lists():
+    with pytest.raises(ValueError, match="unknown model"):
+        architectures.run_architectures(["lenet6"], _Split(), RUN, Recipe(), dataset="toy", profile="test")
+    with pytest.raises(ValueError, match="at least one"):
+        architectures.run_architectures([], _Split(), RUN, Recipe(), dataset="toy", profile="test")
+
+
+def test_load_refuses_a_file_of_another_kind(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"lenet5": []}))
+    with pytest.raises(ValueError, match="not an architectures results file"):
+        ArchitectureResults.load(path)
+
+
+def test_paper_costs_match_the_published_counts():
+    costs = architectures.paper_costs(["lenet5_classic", "nin"])
+    assert costs["lenet5_classic"] == (61_706, 416_520)
+    assert costs["nin"][0] == analysis.count_params(models.build("nin"))
+
+
+def test_build_trainable_sets_the_recipes_batch_norm_momentum_everywhere():
+    model = architectures.build_trainable("vgg11_small", (28, 28, 1), 10, Recipe(bn_momentum=0.8), total_steps=4)
+    bns = [layer for layer in architectures._leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == 8 and all(layer.momentum == 0.8 for layer in bns)
+    # one training step moves the moving mean by (1 - momentum) of the way to the batch mean
+    x = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
+    first = bns[0]
+    before = keras.ops.convert_to_numpy(first.moving_mean).copy()
+    model.train_on_batch(x, np.arange(16) % 10)
+    after = keras.ops.convert_to_numpy(first.moving_mean)
+    assert np.abs(after - before).max() > 0
