@@ -124,7 +124,8 @@ NOTEBOOKS: tuple[NotebookInfo, ...] = (
                  _times(RunTime(1.8, True, _SHARED), RunTime(7.3, True, _SHARED))),
     NotebookInfo(10, "fast_strong_model", "Putting it together: a fast, strong model",
                  ("the full training recipe", "tf.data input pipeline", "mixed precision, XLA",
-                  "tf.distribute"), (3, 5, 6, 8)),
+                  "tf.distribute"), (3, 5, 6, 8),
+                 _times(RunTime(3.0, True, _SHARED), RunTime(12.0, True, _SHARED))),
 )
 
 

@@ -1,0 +1,223 @@
+"""The fast-model recipe: every ingredient a switch, the budget stops, results and caches."""
+
+import dataclasses
+import json
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+
+from cnncourse import recipe
+from cnncourse.profiles import Experiment
+
+
+def tiny_split(n_train=192, n_test=96, classes=10, seed=0):
+    """Images whose class is a bright 6×6 square at a class-specific place: learnable fast."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = rng.integers(0, classes, n).astype("int32")
+        x = rng.uniform(0, 0.2, (n, 28, 28, 1)).astype("float32")
+        for i, c in enumerate(y):
+            r, col = 2 + 8 * (c // 3), 2 + 8 * (c % 3)
+            x[i, r : r + 6, col : col + 6] = 1.0
+        return x, y
+
+    (xt, yt), (xe, ye) = make(n_train), make(n_test)
+    return SimpleNamespace(x_train=xt, y_train=yt, x_test=xe, y_test=ye, num_classes=classes)
+
+
+TINY = recipe.Recipe(width=4)
+
+
+def test_recipe_rejects_bad_values():
+    with pytest.raises(ValueError, match="schedule"):
+        recipe.Recipe(schedule="step")
+    with pytest.raises(ValueError, match="width"):
+        recipe.Recipe(width=0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        recipe.Recipe(label_smoothing=1.0)
+    with pytest.raises(ValueError, match="ingredients"):
+        recipe.Recipe().without("dropout")
+
+
+@pytest.mark.parametrize("ingredient", list(recipe.ABLATIONS))
+def test_without_switches_exactly_that_ingredient(ingredient):
+    base = recipe.Recipe()
+    changed = {k for k, v in base.without(ingredient).to_dict().items() if v != base.to_dict()[k]}
+    assert changed == set(recipe.ABLATIONS[ingredient])
+
+
+def expected_params(w, classes=10, bn=True, channels=1):
+    def conv(cin, cout):
+        return 9 * cin * cout + (4 * cout if bn else cout)  # BN: γ, β, mean, variance
+
+    stem = conv(channels, w)
+    stage1 = conv(w, 2 * w) + 2 * conv(2 * w, 2 * w)
+    stage2 = conv(2 * w, 4 * w) + 2 * conv(4 * w, 4 * w)
+    return stem + stage1 + stage2 + 4 * w * classes + classes
+
+
+@pytest.mark.parametrize("bn", [True, False])
+def test_model_parameters_and_layout(bn):
+    model = recipe.build_model(recipe.Recipe(width=8, batch_norm=bn))
+    assert model.output_shape == (None, 10)
+    assert model.count_params() == expected_params(8, bn=bn)
+    plain = recipe.build_model(recipe.Recipe(width=8, batch_norm=bn, residual=False))
+    assert plain.count_params() == model.count_params()  # a skip connection has no weights
+    assert sum(isinstance(layer, keras.layers.Add) for layer in model.layers) == 2
+    assert not any(isinstance(layer, keras.layers.Add) for layer in plain.layers)
+    shapes = {layer.name: layer.output.shape[1:3] for layer in model.layers if layer.name.endswith("_conv")}
+    assert shapes["stem_conv"] == (28, 28) and shapes["stage1_b_conv"] == (14, 14) and shapes["stage2_b_conv"] == (7, 7)
+
+
+def test_model_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="input_shape"):
+        recipe.build_model(TINY, (28, 28))
+    with pytest.raises(ValueError, match="num_classes"):
+        recipe.build_model(TINY, num_classes=1)
+
+
+def test_no_weight_decay_on_batch_norm_and_bias():
+    model = recipe.build_model(recipe.Recipe(width=4))
+    for decay_all in (False, True):
+        opt = recipe.make_optimizer(recipe.Recipe(decay_norm_and_bias=decay_all), total_steps=10)
+        opt.build(model.trainable_variables)
+        decayed = {v.path for v in model.trainable_variables if opt._use_weight_decay(v)}
+        norm_or_bias = {v.path for v in model.trainable_variables if v.name in ("gamma", "beta", "bias")}
+        kernels = {v.path for v in model.trainable_variables if v.name == "kernel"}
+        assert norm_or_bias and kernels
+        assert kernels <= decayed
+        assert (norm_or_bias <= decayed) == decay_all
+        assert not (norm_or_bias & decayed) or decay_all
+
+
+def test_schedules():
+    r = recipe.Recipe(max_lr=0.4)
+    one_cycle = recipe.make_optimizer(r, total_steps=100)
+    assert one_cycle.nesterov and one_cycle.momentum == pytest.approx(0.9)
+    lr = one_cycle._learning_rate  # the schedule (``learning_rate`` is its value now)
+    assert float(keras.ops.convert_to_numpy(lr(0))) == pytest.approx(0.4 / 25, rel=1e-5)
+    assert float(keras.ops.convert_to_numpy(lr(25))) == pytest.approx(0.4, rel=1e-5)
+    assert float(keras.ops.convert_to_numpy(one_cycle.learning_rate)) == pytest.approx(0.4 / 25, rel=1e-5)
+    constant = recipe.make_optimizer(r.replace(schedule="constant", nesterov=False), total_steps=100)
+    assert float(keras.ops.convert_to_numpy(constant.learning_rate)) == pytest.approx(0.2)
+    assert not constant.nesterov
+
+
+def test_label_smoothing_target():
+    eps, k = 0.1, 10
+    logits = np.random.default_rng(0).normal(size=(4, k)).astype("float32")
+    y = np.array([0, 3, 9, 5])
+    loss = float(recipe.make_loss(recipe.Recipe(label_smoothing=eps))(recipe.one_hot(y, k), logits))
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    target = (1 - eps) * np.eye(k)[y] + eps / k
+    assert loss == pytest.approx(float(-(target * log_p).sum(axis=1).mean()), rel=1e-5)
+
+
+def test_augmenter_switches():
+    assert recipe.augmenter(recipe.Recipe(flip=False, shift=0, cutout=0)) is None
+    flip_only = recipe.augmenter(recipe.Recipe(flip=True, shift=0, cutout=0), seed=3)
+    x = np.random.default_rng(0).uniform(size=(32, 28, 28, 1)).astype("float32")
+    out = keras.ops.convert_to_numpy(flip_only(x, training=True))
+    same = np.all(out == x, axis=(1, 2, 3))
+    mirrored = np.all(out == x[:, :, ::-1], axis=(1, 2, 3))
+    assert np.all(same | mirrored) and same.any() and mirrored.any()
+    full = recipe.augmenter(recipe.Recipe(cutout=8))
+    assert [type(layer).__name__ for layer in full.layers] == ["RandomFlip", "RandomShift", "Cutout"]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(full(x, training=False)), x)
+
+
+def test_train_result_time_to_target():
+    r = recipe.TrainResult("r", 0, seconds=[10.0, 21.0, 30.0], val_accuracy=[0.80, 0.931, 0.92], loss=[1, 0.5, 0.4],
+                           test_accuracy=0.93, test_accuracy_plain=0.92, images_per_second=100.0, params=1)
+    assert r.epochs == 3
+    assert r.epochs_to(0.93) == 2 and r.time_to(0.93) == 21.0
+    assert r.epochs_to(0.95) is None and r.time_to(0.95) is None
+    r.cpu_seconds = [5.0, 11.0, 16.0]
+    assert r.time_to(0.93, clock="cpu") == 11.0 and r.time_to(0.93) == 21.0
+    assert recipe.TrainResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_time_budget_stops_training():
+    with pytest.raises(ValueError, match="budget"):
+        recipe.TimeBudget(0)
+    with pytest.raises(ValueError, match="clock"):
+        recipe.TimeBudget(10, clock="gpu")
+    split = tiny_split()
+    run = Experiment(None, None, epochs=3, batch_size=32)
+    stopped, _ = recipe.train(TINY, split, run, budget_seconds=1e-6)
+    assert stopped.stopped_by_budget and stopped.epochs == 1
+    on_cpu_clock, _ = recipe.train(TINY, split, run, budget_seconds=1e-6, clock="cpu")
+    assert on_cpu_clock.stopped_by_budget and on_cpu_clock.epochs == 1
+    full, _ = recipe.train(TINY, split, run)
+    assert not full.stopped_by_budget and full.epochs == 3
+    assert full.seconds == sorted(full.seconds) and full.seconds[0] > 0
+    assert len(full.cpu_seconds) == 3 and full.cpu_seconds == sorted(full.cpu_seconds) and full.cpu_seconds[0] > 0
+
+
+def test_train_learns_and_reports():
+    split = tiny_split(n_train=512)
+    run = Experiment(None, None, epochs=3, batch_size=32)
+    result, model = recipe.train(recipe.Recipe(width=4, max_lr=0.1), split, run, seed=1)
+    assert result.params == model.count_params()
+    assert result.loss[-1] < result.loss[0]
+    assert result.test_accuracy > 0.5 and result.images_per_second > 0
+    probs = recipe.predict(model, split.x_test, tta=True)
+    assert probs.shape == (len(split.x_test), 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert result.test_accuracy == pytest.approx(float(np.mean(probs.argmax(1) == split.y_test)))
+    assert recipe.ensemble_accuracy([model, model], split.x_test, split.y_test) == pytest.approx(result.test_accuracy)
+    with pytest.raises(ValueError, match="at least one"):
+        recipe.ensemble_accuracy([], split.x_test, split.y_test)
+    with pytest.raises(ValueError, match="Experiment"):
+        recipe.train(TINY, split, {"epochs": 1})
+
+
+def test_keras_io_baseline():
+    split = tiny_split()
+    result, model = recipe.train_keras_io(split, 2, batch_size=32)
+    assert model.count_params() == 34_826 and result.params == 34_826
+    assert result.epochs == 2 and result.label == "keras-io convnet"
+    assert 0.0 <= result.test_accuracy <= 1.0 and result.test_accuracy == result.test_accuracy_plain
+
+
+def test_ablation_runs_each_ingredient_and_caches(tmp_path, monkeypatch):
+    split = tiny_split(n_train=128, n_test=64)
+    run = Experiment(None, None, epochs=1, batch_size=32)
+    cache = tmp_path / "ablation.json"
+    chosen = ["label smoothing", "test-time flip"]
+    payload = recipe.ablation(TINY, split, run, ingredients=chosen, ensemble=2, cache=cache, progress=False)
+    assert list(payload["rows"]) == ["full recipe", "− label smoothing", "− test-time flip"]
+    rows = payload["rows"]
+    assert rows["− label smoothing"]["recipe"]["label_smoothing"] == 0.0
+    # removing TTA needs no training: the same model's single-view accuracy
+    assert rows["− test-time flip"]["test_accuracy"] == rows["full recipe"]["test_accuracy_plain"]
+    assert len(payload["ensemble"]["members"]) == 2
+    table = recipe.ablation_table(payload)
+    assert table.count("\n") == 1 + len(rows) and "− label smoothing" in table
+    # the second identical call is read from the cache: no training at all
+    monkeypatch.setattr(recipe, "train", lambda *a, **k: pytest.fail("retrained despite a matching cache"))
+    again = recipe.ablation(TINY, split, run, ingredients=chosen, ensemble=2, cache=cache, progress=False)
+    assert again == json.loads(cache.read_text())
+    with pytest.raises(ValueError, match="ingredient"):
+        recipe.ablation(TINY, split, run, ingredients=["dropout"])
+
+
+def test_ablation_cache_is_ignored_when_the_recipe_changes(tmp_path, monkeypatch):
+    cache = tmp_path / "a.json"
+    cache.write_text(json.dumps({"key": {"something": "else"}, "rows": {}}))
+    calls = []
+
+    def fake_train(r, split, run, seed=0, label=""):
+        calls.append(label)
+        res = recipe.TrainResult(label, seed, [1.0], [0.5], [1.0], 0.5, 0.5, 1.0, 1, recipe=dataclasses.asdict(r))
+        return res, None
+
+    monkeypatch.setattr(recipe, "train", fake_train)
+    split = tiny_split(n_train=32, n_test=32)
+    payload = recipe.ablation(TINY, split, Experiment(None, None, 1, 32), ingredients=["weight decay"],
+                              cache=cache, progress=False)
+    assert calls == ["full recipe", "− weight decay"]
+    assert json.loads(cache.read_text())["key"] == payload["key"]
