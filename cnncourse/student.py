@@ -88,19 +88,21 @@ def leaked_solutions(original: Any, copy: Any) -> list[str]:
     """Solution text of ``original`` still present in ``copy`` (both notebooks, same cells).
 
     A region leaks when it appears whole anywhere in the copy, or when any of its lines
-    (other than blank ones and the scaffolding the student keeps) appears in the copy's cell.
+    (other than blank ones, pure punctuation such as a closing ``}``, and the scaffolding the
+    student keeps) is still a line of the copy's cell.
     """
     whole = "\n".join(cell.source for cell in copy.cells)
     leaks: list[str] = []
     for before, after in zip(original.cells, copy.cells, strict=True):
         scaffold = _scaffold_lines(before)
+        kept = {line.strip() for line in after.source.split("\n")}
         for region in solution_texts(before):
             if region.strip() in whole:
                 leaks.append(region)
                 continue
             for line in region.split("\n"):
                 text = line.strip()
-                if text and text not in scaffold and text in after.source:
+                if re.search(r"\w", text) and text not in scaffold and text in kept:
                     leaks.append(line)
     return leaks
 

@@ -223,3 +223,13 @@ def test_course_checks_fail_with_hint_on_student_copy(path):
     copy = student.student_copy(nbformat.read(path, as_version=4))
     executed = student.execute_exercises(copy, cwd=path.parent)
     assert assert_checks_fail_with_hint(executed) >= 3
+
+
+def test_leak_check_finds_a_surviving_solution_line_but_not_punctuation():
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
+    nb.cells = [ex.solution_cell("01.1", "d = {\n    ### BEGIN SOLUTION\n    'a': secret(),\n    ### END SOLUTION\n}\nprint({k: v for k, v in d.items()})")]
+    cleared = nbformat.from_dict(json.loads(json.dumps(nb)))
+    cleared.cells[0].source = "d = {\n    # YOUR CODE HERE\n    raise NotImplementedError()\n}\nprint({k: v for k, v in d.items()})"
+    assert student.leaked_solutions(nb, cleared) == []  # the braces around the region are not solution text
+    cleared.cells[0].source = cleared.cells[0].source.replace("# YOUR CODE HERE", "'a': secret(),")
+    assert student.leaked_solutions(nb, cleared) == ["    'a': secret(),"]
