@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import Table, count_macs, count_params
+from .cache import write_json
 
 __all__ = [
     "D2L_ANCHORS",
@@ -274,18 +275,13 @@ class ArchitectureResults:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically as JSON: the key, the device, the MACs and every run's history."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "key": self.key,
             "device": self.device,
             "macs": self.macs,
             "results": {label: [dataclasses.asdict(r) for r in runs] for label, runs in self.comparison.results.items()},
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
-        return path
+        return write_json(path, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ArchitectureResults:

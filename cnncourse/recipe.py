@@ -41,6 +41,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from .cache import write_json
 from .profiles import Experiment
 
 __all__ = [
@@ -573,10 +574,7 @@ def ablation(
             "ensemble": ensemble_accuracy(members, split.x_test, split.y_test, tta=base.tta),
         }
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
+        write_json(path, payload)
     return payload
 
 

@@ -676,13 +676,9 @@ def _load_grid(path: Path) -> dict[str, Any]:
 
 
 def _save_grid(path: Path, entries: dict[str, Any]) -> None:
-    import json
-    import os
+    from .cache import write_json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"format": GRID_VERSION, "cells": entries}, indent=1))
-    os.replace(tmp, path)
+    write_json(path, {"format": GRID_VERSION, "cells": entries})
 
 
 def run_ablation(

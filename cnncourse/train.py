@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from .cache import write_json
 from .profiles import Experiment
 
 __all__ = [
@@ -405,13 +406,8 @@ class Comparison:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the results as JSON (atomic), so a long experiment's table can be reused."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {label: [dataclasses.asdict(r) for r in runs] for label, runs in self.results.items()}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
-        return path
+        return write_json(path, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Comparison:
