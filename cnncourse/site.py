@@ -10,6 +10,11 @@ Colab". The address comes from a setting (``--repo`` or ``$CNNCOURSE_REPO``) or 
 links are left out and the index says so, rather than pointing at an address that may not
 exist.
 
+The maths is typeset by MathJax 2, copied into the site (``build/site/mathjax/``) from the
+``jupyter-server-mathjax`` package, the Jupyter project's own offline MathJax: a classroom
+without a network still sees formulas, not LaTeX source. Where that package is missing the
+pages fall back to MathJax from a public CDN and the build says so.
+
 A notebook opened in Colab runs in a machine without this package, so its first cell has to
 install it there: :func:`set_install_cell` writes that cell (it does nothing, and prints
 nothing, where ``cnncourse`` is importable, so the local runs and the notebook tests are
@@ -38,6 +43,12 @@ INSTALL_TAG = "install"
 INSTALL_FIRST_LINE = "# On a hosted notebook service (Colab, Kaggle, ...) this installs the course's package;"
 _GITHUB = re.compile(r"^(?:https?://|ssh://git@|git@)github\.com[:/]([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 _OWNER_NAME = re.compile(r"^[\w.-]+/[\w.-]+$")
+# nbconvert's "lab" template with two changes (see its file): STIX-Web fonts, no require.js
+TEMPLATE_DIR = Path(__file__).parent / "site_template"
+TEMPLATE = "cnncourse"
+MATHJAX_DIR = "mathjax"
+# TeX input, HTML-CSS output and the Safe extension: the parts of MathJax 2 the package ships
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 
 
 # --- where the repository lives ---------------------------------------------------------------
@@ -193,13 +204,31 @@ def _link_notebooks(page: str, pages: Iterable[str]) -> str:
     return page
 
 
-def render_page(path: Path, pages: list[str], titles: dict[str, str], colab: str | None) -> str:
-    """One notebook as a standalone HTML page (stored outputs, images embedded) with the nav."""
+def copy_mathjax(out_dir: Path) -> str | None:
+    """Copy MathJax into ``out_dir/mathjax/``; return the pages' relative URL for it, or None
+    when ``jupyter-server-mathjax`` is not installed (the pages then use nbconvert's CDN URL)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    static = Path(jupyter_server_mathjax.__file__).parent / "static"
+    if not (static / "MathJax.js").is_file():
+        return None
+    shutil.copytree(static, Path(out_dir) / MATHJAX_DIR, dirs_exist_ok=True)
+    return f"{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}"
+
+
+def render_page(path: Path, pages: list[str], titles: dict[str, str], colab: str | None,
+                mathjax_url: str | None = None) -> str:
+    """One notebook as a standalone HTML page (stored outputs, images embedded) with the nav;
+    ``mathjax_url`` None keeps nbconvert's CDN address."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = without_backend_logs(nbformat.read(path, as_version=4))
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    options = {"mathjax_url": mathjax_url} if mathjax_url else {}
+    exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATE_DIR)],
+                            embed_images=True, **options)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": titles[path.name]}})
     body = _link_notebooks(body, pages)
     nav = _nav(path.name, pages, titles, colab)
@@ -225,7 +254,8 @@ def _map_table(pages: dict[int, str]) -> str:
 
 
 def render_index(pages: list[str], titles: dict[str, str], topics: dict[str, str], repo: str | None,
-                 colab: dict[str, str | None], missing_install: list[str], branch: str) -> str:
+                 colab: dict[str, str | None], missing_install: list[str], branch: str,
+                 offline_maths: bool = True) -> str:
     items = []
     for name in pages:
         links = [f'<a href="{name}" download>notebook</a>']
@@ -245,6 +275,10 @@ def render_index(pages: list[str], titles: dict[str, str], topics: dict[str, str
             colab_note += ('<p class="note">These notebooks have no install cell yet, so in Colab run '
                            f'<code>%pip install "cnncourse @ git+https://github.com/{repo}@{html.escape(branch)}"</code> '
                            f"first: {html.escape(', '.join(missing_install))}.</p>")
+    if not offline_maths:
+        colab_note += ('<p class="note">The formulas are typeset by MathJax loaded from a public CDN, so they show '
+                       "as LaTeX source without a network: install <code>jupyter-server-mathjax</code> "
+                       "(<code>make setup</code> does) and build the site again to bundle MathJax.</p>")
     number_to_page = {int(name[:2]): name for name in pages}
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -301,14 +335,16 @@ def build_site(notebooks: Sequence[Path] | None = None, out_dir: Path = SITE_DIR
         titles[name] = title if title.startswith(name[:2]) else f"{name[:2]} — {title}"
     topics = {nb.filename: "; ".join(nb.topics) for nb in NOTEBOOKS}
     colab = {name: colab_url(repo, name, branch=branch) if repo else None for name in pages}
+    mathjax_url = copy_mathjax(out_dir)
     written = [out_dir / "index.html"]
     for path in paths:
         page = out_dir / f"{path.name[:-6]}.html"
-        page.write_text(render_page(path, pages, titles, colab[path.name]), encoding="utf-8")
+        page.write_text(render_page(path, pages, titles, colab[path.name], mathjax_url), encoding="utf-8")
         shutil.copyfile(path, out_dir / path.name)
         written.append(page)
     missing = [name for name, nb in loaded.items() if not has_install_cell(nb)]
-    written[0].write_text(render_index(pages, titles, topics, repo, colab, missing, branch), encoding="utf-8")
+    written[0].write_text(render_index(pages, titles, topics, repo, colab, missing, branch,
+                                           offline_maths=mathjax_url is not None), encoding="utf-8")
     return written
 
 

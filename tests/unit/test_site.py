@@ -95,6 +95,29 @@ def test_site_with_repo_links_colab_and_notes_missing_install_cells(two_notebook
     assert site.broken_links(out) == []
 
 
+def test_site_bundles_mathjax_so_formulas_need_no_network(two_notebooks, tmp_path):
+    pytest.importorskip("jupyter_server_mathjax")
+    out = tmp_path / "site"
+    site.build_site(two_notebooks, out, repo=None)
+    page = (out / "00_start_here.html").read_text()
+    assert f'src="{site.MATHJAX_DIR}/MathJax.js?config={site.MATHJAX_CONFIG}"' in page
+    assert "cdnjs.cloudflare.com/ajax/libs/mathjax" not in page
+    assert "require.min.js" not in page and "webFont: \"STIX-Web\"" in page  # the course's page template
+    for part in ("MathJax.js", "config/TeX-AMS-MML_HTMLorMML-full.js", "config/Safe.js"):  # what the page asks for
+        assert (out / site.MATHJAX_DIR / part).is_file(), part
+    assert "public CDN" not in (out / "index.html").read_text()
+    assert site.broken_links(out) == []  # the MathJax script is one of the links checked
+
+
+def test_site_without_offline_mathjax_uses_the_cdn_and_says_so(two_notebooks, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jupyter_server_mathjax", None)  # as if it were not installed
+    out = tmp_path / "site"
+    site.build_site(two_notebooks, out, repo=None)
+    assert "cdnjs.cloudflare.com/ajax/libs/mathjax" in (out / "00_start_here.html").read_text()
+    assert not (out / site.MATHJAX_DIR).exists()
+    assert "public CDN" in (out / "index.html").read_text() and "jupyter-server-mathjax" in (out / "index.html").read_text()
+
+
 def test_backend_logs_are_left_out_of_pages_only(tmp_path):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
     log = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
