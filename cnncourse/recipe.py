@@ -12,8 +12,8 @@ how to switch each one off. So the recipe lives here as data + a few functions:
   compute at 14×14 and 7×7, which is what makes it fast on a CPU;
 * :func:`make_optimizer` — SGD with Nesterov momentum and the one-cycle schedule of
   :class:`cnncourse.optim.OneCycle`, weight decay excluded from BN scales/offsets and biases;
-* :func:`augmenter` — random horizontal flip, :class:`cnncourse.layers.RandomShift`, optional
-  :class:`cnncourse.layers.Cutout`, applied per batch in the input pipeline
+* :func:`augmenter` — random horizontal flip, optional :class:`cnncourse.layers.RandomShift`
+  and :class:`cnncourse.layers.Cutout`, applied per batch in the input pipeline
   (:func:`cnncourse.data.pipeline`: cache → shuffle → batch → augment → prefetch);
 * :func:`train` — one run with per-epoch test accuracy, training time, an optional
   wall-clock budget (:class:`TimeBudget`) and test-time flip averaging at the end;
@@ -46,6 +46,7 @@ from .profiles import Experiment
 
 __all__ = [
     "ABLATIONS",
+    "ADDITIONS",
     "Recipe",
     "TimeBudget",
     "TrainResult",
@@ -72,13 +73,20 @@ class Recipe:
     with momentum 0.9 amplifies a coupled L2 gradient about ten-fold through the velocity,
     so ``5e-3`` here corresponds to the usual ``5e-4`` L2 of PyTorch-style recipes.
     ``schedule="constant"`` trains at the one-cycle's average rate, ``max_lr / 2``.
+
+    ``shift=0``: the flip is the only augmentation. Fashion-MNIST's garments are centred, and a
+    network this small trained for 10 epochs under-fits, so a harder training task costs more
+    than it regularizes. On 2 CPU cores (full data, 10 epochs, seeds 0 and 1; test accuracy with
+    flip averaging): ``shift=2`` 93.43, 93.02 and 93.08 % (two runs of seed 0); ``shift=1``
+    93.46 and 93.33 %; ``shift=0`` 93.68 and 93.39 %, and about 8 % faster. The ``cpu``
+    profile's target is 93 %. The shift and cutout stay switches (:data:`ADDITIONS`).
     """
 
     width: int = 16
     residual: bool = True
     batch_norm: bool = True
     flip: bool = True
-    shift: int = 2
+    shift: int = 0
     cutout: int = 0
     label_smoothing: float = 0.1
     weight_decay: float = 5e-3
@@ -114,6 +122,12 @@ class Recipe:
             raise ValueError(f"unknown ingredient {ingredient!r}; ingredients: {', '.join(ABLATIONS)}")
         return self.replace(**ABLATIONS[ingredient])
 
+    def plus(self, addition: str) -> Recipe:
+        """The recipe with one ingredient of :data:`ADDITIONS` switched on."""
+        if addition not in ADDITIONS:
+            raise ValueError(f"unknown addition {addition!r}; additions: {', '.join(ADDITIONS)}")
+        return self.replace(**ADDITIONS[addition])
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -123,7 +137,6 @@ ABLATIONS: Mapping[str, Mapping[str, Any]] = {
     "residual connections": {"residual": False},
     "batch normalization": {"batch_norm": False},
     "horizontal flip": {"flip": False},
-    "random shift": {"shift": 0},
     "label smoothing": {"label_smoothing": 0.0},
     "weight decay": {"weight_decay": 0.0},
     "no decay on BN/bias": {"decay_norm_and_bias": True},
@@ -133,6 +146,12 @@ ABLATIONS: Mapping[str, Mapping[str, Any]] = {
 }
 # removing these needs no new training run: the same trained model, evaluated differently
 EVALUATION_ONLY = ("test-time flip",)
+# ingredients of the usual recipe that this one leaves out, and the change that adds each: the
+# ablation trains them too, so the table shows what they would do in this budget
+ADDITIONS: Mapping[str, Mapping[str, Any]] = {
+    "random shift": {"shift": 2},  # pad 2 + random 28×28 crop, as CIFAR recipes pad 4 around 32×32
+    "cutout": {"cutout": 8},  # DeVries & Taylor (2017): one 8×8 square, on half the images
+}
 
 
 # ------------------------------------------------------------------------------- model
@@ -519,12 +538,14 @@ def ablation(
     run: Experiment,
     *,
     ingredients: Sequence[str] | None = None,
+    additions: Sequence[str] | None = None,
     ensemble: int = 0,
     seed: int = 0,
     cache: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The full recipe, then each ingredient removed in turn; optionally an ensemble.
+    """The full recipe, then each ingredient removed in turn, then each of ``additions`` (default:
+    all of :data:`ADDITIONS`) added in turn; optionally an ensemble.
 
     Returns ``{"run": ..., "base": ..., "rows": {label: TrainResult dict}, "ensemble": ...}``.
     ``ensemble`` > 1 trains that many full-recipe models (seeds ``seed, seed+1, ...``; the
@@ -536,8 +557,12 @@ def ablation(
     for name in chosen:
         if name not in ABLATIONS:
             raise ValueError(f"unknown ingredient {name!r}; ingredients: {', '.join(ABLATIONS)}")
-    key = {"run": _run_key(run), "base": base.to_dict(), "ingredients": chosen, "ensemble": ensemble, "seed": seed,
-           "train": len(split.x_train), "test": len(split.x_test)}
+    added = list(ADDITIONS) if additions is None else list(additions)
+    for name in added:
+        if name not in ADDITIONS:
+            raise ValueError(f"unknown addition {name!r}; additions: {', '.join(ADDITIONS)}")
+    key = {"run": _run_key(run), "base": base.to_dict(), "ingredients": chosen, "additions": added,
+           "ensemble": ensemble, "seed": seed, "train": len(split.x_train), "test": len(split.x_test)}
     path = Path(cache) if cache is not None else None
     if path is not None and path.exists():
         payload = json.loads(path.read_text())
@@ -563,6 +588,10 @@ def ablation(
             r, _ = train(base.without(name), split, run, seed=seed, label=f"− {name}")
         rows[f"− {name}"] = r.to_dict()
         log(f"− {name}", r)
+    for name in added:
+        r, _ = train(base.plus(name), split, run, seed=seed, label=f"+ {name}")
+        rows[f"+ {name}"] = r.to_dict()
+        log(f"+ {name}", r)
     payload: dict[str, Any] = {"key": key, "rows": rows}
     if ensemble > 1:
         for k in range(1, ensemble):

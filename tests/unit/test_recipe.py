@@ -49,6 +49,15 @@ def test_without_switches_exactly_that_ingredient(ingredient):
     assert changed == set(recipe.ABLATIONS[ingredient])
 
 
+@pytest.mark.parametrize("addition", list(recipe.ADDITIONS))
+def test_plus_switches_exactly_that_addition(addition):
+    base = recipe.Recipe()
+    changed = {k for k, v in base.plus(addition).to_dict().items() if v != base.to_dict()[k]}
+    assert changed == set(recipe.ADDITIONS[addition])  # the cpu recipe has none of them on
+    with pytest.raises(ValueError, match="additions: random shift, cutout"):
+        base.plus("mixup")
+
+
 def expected_params(w, classes=10, bn=True, channels=1):
     def conv(cin, cout):
         return 9 * cin * cout + (4 * cout if bn else cout)  # BN: γ, β, mean, variance
@@ -124,7 +133,7 @@ def test_augmenter_switches():
     same = np.all(out == x, axis=(1, 2, 3))
     mirrored = np.all(out == x[:, :, ::-1], axis=(1, 2, 3))
     assert np.all(same | mirrored) and same.any() and mirrored.any()
-    full = recipe.augmenter(recipe.Recipe(cutout=8))
+    full = recipe.augmenter(recipe.Recipe().plus("random shift").plus("cutout"))
     assert [type(layer).__name__ for layer in full.layers] == ["RandomFlip", "RandomShift", "Cutout"]
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(full(x, training=False)), x)
 
@@ -188,10 +197,12 @@ def test_ablation_runs_each_ingredient_and_caches(tmp_path, monkeypatch):
     run = Experiment(None, None, epochs=1, batch_size=32)
     cache = tmp_path / "ablation.json"
     chosen = ["label smoothing", "test-time flip"]
-    payload = recipe.ablation(TINY, split, run, ingredients=chosen, ensemble=2, cache=cache, progress=False)
-    assert list(payload["rows"]) == ["full recipe", "− label smoothing", "− test-time flip"]
+    payload = recipe.ablation(TINY, split, run, ingredients=chosen, additions=["cutout"], ensemble=2, cache=cache,
+                              progress=False)
+    assert list(payload["rows"]) == ["full recipe", "− label smoothing", "− test-time flip", "+ cutout"]
     rows = payload["rows"]
     assert rows["− label smoothing"]["recipe"]["label_smoothing"] == 0.0
+    assert rows["+ cutout"]["recipe"]["cutout"] == recipe.ADDITIONS["cutout"]["cutout"]
     # removing TTA needs no training: the same model's single-view accuracy
     assert rows["− test-time flip"]["test_accuracy"] == rows["full recipe"]["test_accuracy_plain"]
     assert len(payload["ensemble"]["members"]) == 2
@@ -199,10 +210,13 @@ def test_ablation_runs_each_ingredient_and_caches(tmp_path, monkeypatch):
     assert table.count("\n") == 1 + len(rows) and "− label smoothing" in table
     # the second identical call is read from the cache: no training at all
     monkeypatch.setattr(recipe, "train", lambda *a, **k: pytest.fail("retrained despite a matching cache"))
-    again = recipe.ablation(TINY, split, run, ingredients=chosen, ensemble=2, cache=cache, progress=False)
+    again = recipe.ablation(TINY, split, run, ingredients=chosen, additions=["cutout"], ensemble=2, cache=cache,
+                            progress=False)
     assert again == json.loads(cache.read_text())
     with pytest.raises(ValueError, match="ingredient"):
         recipe.ablation(TINY, split, run, ingredients=["dropout"])
+    with pytest.raises(ValueError, match="addition"):
+        recipe.ablation(TINY, split, run, additions=["mixup"])
 
 
 def test_ablation_cache_is_ignored_when_the_recipe_changes(tmp_path, monkeypatch):
@@ -219,5 +233,5 @@ def test_ablation_cache_is_ignored_when_the_recipe_changes(tmp_path, monkeypatch
     split = tiny_split(n_train=32, n_test=32)
     payload = recipe.ablation(TINY, split, Experiment(None, None, 1, 32), ingredients=["weight decay"],
                               cache=cache, progress=False)
-    assert calls == ["full recipe", "− weight decay"]
+    assert calls == ["full recipe", "− weight decay", *(f"+ {name}" for name in recipe.ADDITIONS)]  # all by default
     assert json.loads(cache.read_text())["key"] == payload["key"]
