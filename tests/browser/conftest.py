@@ -1,7 +1,7 @@
 """Headless Chromium for the browser tests: Debian's ``chromium`` driven by Playwright through
-``executable_path`` (nothing is downloaded). Every test here is marked ``browser`` and skips,
-saying why, when Chromium or Playwright is missing (``.ci/run`` installs Chromium where it can;
-``pip install -e '.[test]'`` brings Playwright)."""
+``executable_path`` (nothing is downloaded). Every test module here is marked ``browser``, and the
+``browser`` fixture skips, saying why, when Chromium or Playwright is missing (``.ci/run``
+installs Chromium where it can; ``pip install -e '.[test]'`` brings Playwright)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,6 @@ CHROMIUM = next((found for found in (shutil.which(name) for name in (os.environ.
 # (CI runs as root), no GPU.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
-
-
-def pytest_collection_modifyitems(config, items):
-    here = os.path.dirname(__file__)
-    for item in items:
-        if str(item.fspath).startswith(here):
-            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "00_start_here.ipynb"
 SCREENSHOT = ROOT / "build" / "jupyterlab_00.png"

@@ -13,6 +13,8 @@ import pytest
 from cnncourse import site
 from cnncourse.notebooks import NOTEBOOK_DIR, course_notebooks
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "build" / "site_02.png"
 TYPESET_DONE = ("window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 && !MathJax.Hub.queue.running"
