@@ -13,7 +13,7 @@ exist.
 The maths is typeset by MathJax 2, copied into the site (``build/site/mathjax/``) from the
 ``jupyter-server-mathjax`` package, the Jupyter project's own offline MathJax: a classroom
 without a network still sees formulas, not LaTeX source. Where that package is missing the
-pages fall back to MathJax from a public CDN and the build says so.
+pages fall back to MathJax from a public CDN and the index says so.
 
 A notebook opened in Colab runs in a machine without this package, so its first cell has to
 install it there: :func:`set_install_cell` writes that cell (it does nothing, and prints
