@@ -554,13 +554,11 @@ def ablation(
     reused instead of training; anything different retrains and overwrites it.
     """
     chosen = list(ABLATIONS) if ingredients is None else list(ingredients)
-    for name in chosen:
-        if name not in ABLATIONS:
-            raise ValueError(f"unknown ingredient {name!r}; ingredients: {', '.join(ABLATIONS)}")
     added = list(ADDITIONS) if additions is None else list(additions)
+    for name in chosen:  # an unknown name raises here, before any training
+        base.without(name)
     for name in added:
-        if name not in ADDITIONS:
-            raise ValueError(f"unknown addition {name!r}; additions: {', '.join(ADDITIONS)}")
+        base.plus(name)
     key = {"run": _run_key(run), "base": base.to_dict(), "ingredients": chosen, "additions": added,
            "ensemble": ensemble, "seed": seed, "train": len(split.x_train), "test": len(split.x_test)}
     path = Path(cache) if cache is not None else None
