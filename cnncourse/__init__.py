@@ -13,7 +13,10 @@ import os
 import platform
 import random
 
+from .backend import quiet_start
 from .profiles import ENV_VAR, Experiment, Profile, profile
+
+quiet_start()  # before anything imports TensorFlow: its start-up log lines are noise in a notebook
 
 __version__ = "0.1.0"
 __all__ = ["Experiment", "Profile", "__version__", "device_description", "environment_line", "profile", "setup"]

@@ -1,0 +1,48 @@
+"""The nbval sanitizers are loaded, and the package keeps TensorFlow's log lines out of outputs."""
+
+import configparser
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nbval.plugin import get_sanitize_patterns
+
+CONFIG = Path(__file__).resolve().parents[2] / "tests" / "sanitize.cfg"
+
+
+def test_every_sanitizer_section_is_loaded_by_nbval():
+    text = CONFIG.read_text()
+    sections = configparser.ConfigParser(interpolation=None)
+    sections.read_string(text)
+    patterns = get_sanitize_patterns(text)  # nbval's own parser, as --nbval-sanitize-with uses it
+    assert sections.sections(), "no sanitizer sections found"
+    assert len(patterns) == len(sections.sections()), (
+        f"nbval loads {len(patterns)} of {len(sections.sections())} sections of {CONFIG.name}: "
+        "each needs 'regex: ...' directly followed by a non-empty 'replace: ...'"
+    )
+    for (regex, replace), name in zip(patterns, sections.sections()):
+        assert regex == sections[name]["regex"] and replace == sections[name]["replace"], name
+
+
+def test_an_empty_replacement_would_be_dropped():
+    """The failure this guards against: nbval's parser needs text after 'replace: '."""
+    assert get_sanitize_patterns("[a]\nregex: x\nreplace:\n") == []
+
+
+@pytest.mark.tf_only
+def test_importing_cnncourse_first_silences_tensorflow_start_up(tmp_path):
+    code = (
+        "import cnncourse, keras, numpy as np\n"
+        "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])\n"
+        "for n in range(3, 11):\n"  # a new model per call: TensorFlow would warn about retracing
+        "    keras.models.clone_model(m).predict(np.zeros((n, 4)), verbose=0)\n"
+        "print('done')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["KERAS_BACKEND"] = "tensorflow"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"
+    assert done.stderr == "", f"TensorFlow printed on stderr:\n{done.stderr}"
