@@ -3,7 +3,7 @@
 A speed claim means little without a baseline measured on the same machine at the same
 time, so this script trains both, one after the other, on the same data: the keras.io
 "simple MNIST convnet" (34,826 parameters, Adam, batch 128, 15 epochs; no augmentation) and
-the recipe of :mod:`cnncourse.recipe` (sizes from the active profile's ``recipe`` row, a
+the recipe of :mod:`cnncourse.experiments.recipe` (sizes from the active profile's ``recipe`` row, a
 wall-clock budget, test-time flip averaging). For each it reports the final test accuracy,
 the training time (validation passes excluded) until the test accuracy first reached the
 target, the epochs that took, and images/s. The machine's load average is printed beside
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--quick runs are smoke tests and are never written as a results table")
 
     import cnncourse
-    from cnncourse import data, recipe
+    from cnncourse import data
+    from cnncourse.experiments import recipe
     from cnncourse.profiles import Experiment
 
     prof = cnncourse.setup(0, args.profile, deterministic=False, quiet=True)

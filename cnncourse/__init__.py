@@ -3,7 +3,7 @@
 Public entry points: :func:`setup` (seed everything, print one environment line),
 :func:`profile` (the active run profile) and ``__version__``. Everything else lives in
 submodules with names that say what they hold (``cnncourse.data``, ``cnncourse.models``,
-``cnncourse.train`` ...). Importing the package does not import Keras, so command-line tools
+``cnncourse.experiments.train`` ...). Importing the package does not import Keras, so command-line tools
 that only look at files stay fast.
 """
 
@@ -13,8 +13,8 @@ import os
 import platform
 import random
 
-from .backend import quiet_start
-from .profiles import ENV_VAR, Experiment, Profile, profile
+from cnncourse.backend import quiet_start
+from cnncourse.profiles import ENV_VAR, Experiment, Profile, profile
 
 quiet_start()  # before anything imports TensorFlow: its start-up log lines are noise in a notebook
 

@@ -11,13 +11,13 @@ import sys
 
 # subcommand → (module, one-line help)
 COMMANDS = {
-    "doctor": ("cnncourse.doctor", "versions, device, profile, and which datasets are present and verified"),
+    "doctor": ("cnncourse.course.doctor", "versions, device, profile, and which datasets are present and verified"),
     "data": ("cnncourse.data", "fetch | verify | where: manage the dataset cache"),
     "models": ("cnncourse.models", "list every architecture builder with parameters and multiply-adds"),
-    "run": ("cnncourse.notebooks", "execute the notebooks in the active profile, write build/"),
-    "bench": ("cnncourse.bench", "run the benchmarks, rewrite benchmarks/results/*.md"),
-    "student": ("cnncourse.student", "write student/ copies of the notebooks: solutions cleared, outputs removed"),
-    "site": ("cnncourse.site", "render the notebooks' stored outputs to a static site in build/site/"),
+    "run": ("cnncourse.course.runner", "execute the notebooks in the active profile, write build/"),
+    "bench": ("cnncourse.course.bench", "run the benchmarks, rewrite benchmarks/results/*.md"),
+    "student": ("cnncourse.course.student", "write student/ copies of the notebooks: solutions cleared, outputs removed"),
+    "site": ("cnncourse.course.site", "render the notebooks' stored outputs to a static site in build/site/"),
 }
 
 

@@ -124,10 +124,10 @@ def build(name: str, **kw: Any) -> Any:
 
 
 def describe(group: str | None = None, *, names: list[str] | None = None) -> Any:
-    """A :class:`cnncourse.analysis.Table` of models: input, outputs, parameters, multiply-adds."""
+    """A :class:`cnncourse.inspection.analysis.Table` of models: input, outputs, parameters, multiply-adds."""
     import keras
 
-    from ..analysis import Table, count_macs, count_params
+    from cnncourse.inspection.analysis import Table, count_macs, count_params
 
     rows = []
     for name in names if names is not None else available(group):
@@ -179,5 +179,5 @@ def cli(argv: list[str] | None = None) -> int:
             print(f"== {group} ({len(table)} models)")
         print(table.to_markdown() if args.markdown else table, flush=True)
         print()
-    print("macs = multiply-adds per image (one multiply + one add; see cnncourse.analysis)")
+    print("macs = multiply-adds per image (one multiply + one add; see cnncourse.inspection.analysis)")
     return 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import keras
 
-from ._common import (
+from cnncourse.models._common import (
     ACTIVATIONS,
     check_bool,
     check_choice,
@@ -32,7 +32,9 @@ from ._common import (
 
 
 def _lrn(name: str) -> Any:
-    from ..layers import LocalResponseNormalization  # lazy: only the models that use it need it
+    from cnncourse.layers import (
+        LocalResponseNormalization,  # lazy: only the models that use it need it
+    )
 
     return LocalResponseNormalization(size=5, k=2.0, alpha=1e-4, beta=0.75, name=name)
 

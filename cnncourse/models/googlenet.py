@@ -4,7 +4,7 @@ Each inception module is one row of the table: ``(#1×1, #3×3 reduce, #3×3, #5
 #5×5, pool proj)``. Four branches see the same input — a 1×1 conv; a 1×1 reduction then a
 3×3 conv; a 1×1 reduction then a 5×5 conv; a 3×3/1 max-pool then a 1×1 projection — and
 their outputs are concatenated along channels. The 1×1 reductions are what make the module
-affordable (``cnncourse.analysis.inception_module_cost`` shows the naive module's cost).
+affordable (``cnncourse.inspection.analysis.inception_module_cost`` shows the naive module's cost).
 Every conv has a ReLU; there is no fully connected layer except the classifier, so the
 network has ≈7M parameters against AlexNet's 62M.
 
@@ -21,7 +21,8 @@ from typing import Any
 
 import keras
 
-from ._common import (
+from cnncourse.models._common import (
+    ACTIVATIONS,
     check_bool,
     check_choice,
     check_common,
@@ -29,7 +30,6 @@ from ._common import (
     check_width,
     classifier,
     scaled,
-    ACTIVATIONS,
 )
 
 # The paper's Table 1: module → (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)
@@ -103,13 +103,15 @@ def _network(
         x = _conv(inputs, scaled(64, width), 7, "conv1", strides=2, **kw)
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
         if lrn:
-            from ..layers import LocalResponseNormalization  # lazy: only the paper form needs it
+            from cnncourse.layers import (
+                LocalResponseNormalization,  # lazy: only the paper form needs it
+            )
 
             x = LocalResponseNormalization(name="norm1")(x)
         x = _conv(x, scaled(64, width), 1, "conv2_reduce", **kw)
         x = _conv(x, scaled(192, width), 3, "conv2", **kw)
         if lrn:
-            from ..layers import LocalResponseNormalization
+            from cnncourse.layers import LocalResponseNormalization
 
             x = LocalResponseNormalization(name="norm2")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import ACTIVATIONS, check_choice, check_common, check_positive_int, check_rate, classifier
+from cnncourse.models._common import (
+    ACTIVATIONS,
+    check_choice,
+    check_common,
+    check_positive_int,
+    check_rate,
+    classifier,
+)
 
 
 def mnist_mlp(

@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from ._common import ACTIVATIONS, check_choice, check_common, classifier
+from cnncourse.models._common import ACTIVATIONS, check_choice, check_common, classifier
 
 POOLING = ("average", "max")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import keras
 
-from ._common import (
+from cnncourse.models._common import (
     ACTIVATIONS,
     check_bool,
     check_choice,

@@ -3,7 +3,7 @@
 ``RESNET_TABLE`` is the paper's Table 1: ResNet-18/34 stack *basic* blocks (two 3×3 convs),
 ResNet-50/101/152 *bottleneck* blocks (1×1 reduce → 3×3 → 1×1 expand to 4× the width, which
 costs 69,632 instead of 589,824 MACs per position at width 256, see
-``cnncourse.analysis.bottleneck_cost``). Four stages of widths 64/128/256/512 follow a 7×7/2
+``cnncourse.inspection.analysis.bottleneck_cost``). Four stages of widths 64/128/256/512 follow a 7×7/2
 conv and a 3×3/2 max-pool; each stage after the first halves the resolution (stride 2 in its
 first block) and doubles the width; global average pooling and one dense layer finish.
 
@@ -35,7 +35,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from ._common import (
+from cnncourse.models._common import (
     ACTIVATIONS,
     check_bool,
     check_choice,

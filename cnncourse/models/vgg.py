@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from ._common import (
+from cnncourse.models._common import (
     ACTIVATIONS,
     check_bool,
     check_choice,
@@ -52,7 +52,9 @@ def _features(x: Any, config: str, width: float, activation: str, batch_norm: bo
             group, index = group + 1, 0
             continue
         if item == "LRN":
-            from ..layers import LocalResponseNormalization  # lazy: only A-LRN needs it
+            from cnncourse.layers import (
+                LocalResponseNormalization,  # lazy: only A-LRN needs it
+            )
 
             x = LocalResponseNormalization(size=5, k=2.0, alpha=1e-4, beta=0.75, name=f"norm{group}")(x)
             continue

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cnncourse import site
-from cnncourse.notebooks import NOTEBOOK_DIR, course_notebooks
+from cnncourse.course import site
+from cnncourse.course.runner import NOTEBOOK_DIR, course_notebooks
 
 pytestmark = pytest.mark.browser
 

@@ -1,4 +1,4 @@
-"""Tests for cnncourse.activations: autodiff derivatives against closed forms, Swish-β, Dice."""
+"""Tests for cnncourse.layers.activations: autodiff derivatives against closed forms, Swish-β, Dice."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import activations as A
+from cnncourse.layers import activations as A
 
 # an even number of points: no grid point sits on a kink (x = 0), where backends pick a side
 GRID = np.linspace(-5.0, 5.0, 400)

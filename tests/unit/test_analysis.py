@@ -1,4 +1,4 @@
-"""cnncourse.analysis: the arithmetic behind the published sizes and costs."""
+"""cnncourse.inspection.analysis: the arithmetic behind the published sizes and costs."""
 
 import keras
 import matplotlib
@@ -6,8 +6,8 @@ import pytest
 
 matplotlib.use("agg")
 
-from cnncourse import analysis
-from cnncourse.analysis import (
+from cnncourse.inspection import analysis
+from cnncourse.inspection.analysis import (
     bottleneck_cost,
     conv_output_size,
     conv_params,

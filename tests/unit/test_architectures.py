@@ -1,4 +1,4 @@
-"""cnncourse.architectures: the shared recipe, the cached results table, the ILSVRC table."""
+"""cnncourse.experiments.architectures: the shared recipe, the cached results table, the ILSVRC table."""
 
 import json
 
@@ -6,8 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import analysis, architectures, models
-from cnncourse.architectures import D2L_ANCHORS, ILSVRC_WINNERS, ArchitectureResults, Recipe
+from cnncourse import models
+from cnncourse.experiments import architectures
+from cnncourse.experiments.architectures import (
+    D2L_ANCHORS,
+    ILSVRC_WINNERS,
+    ArchitectureResults,
+    Recipe,
+)
+from cnncourse.inspection import analysis
 from cnncourse.profiles import Experiment
 
 

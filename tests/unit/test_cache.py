@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cnncourse.cache import write_json
+from cnncourse.experiments.cache import write_json
 
 
 def test_write_json_round_trips_and_leaves_no_temporary_file(tmp_path):

@@ -1,4 +1,4 @@
-"""The NumPy convolution, pooling and backprop of cnncourse.conv agree with Keras, NumPy and autodiff."""
+"""The NumPy convolution, pooling and backprop of cnncourse.reference.conv agree with Keras, NumPy and autodiff."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import conv
+from cnncourse.reference import conv
 
 TOL = 1e-5  # float32 Keras layers against the float64 reference
 GRAD_TOL = 1e-6  # float64 gradients

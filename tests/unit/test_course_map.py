@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnncourse import course_map
-from cnncourse.course_map import NotebookInfo, RunTime
+from cnncourse.course import course_map
+from cnncourse.course.course_map import NotebookInfo, RunTime
 
 
 def test_map_covers_notebooks_00_to_10_in_order_with_forward_prerequisites():
@@ -45,7 +45,7 @@ def test_markdown_table_has_a_row_per_notebook_and_rejects_unknown_profiles():
 
 def test_readme_notebook_map_is_up_to_date(tmp_path):
     """The README's map is generated: run `python -c "from cnncourse import course_map; course_map.update_readme()"`."""
-    from cnncourse import course_map
+    from cnncourse.course import course_map
 
     readme = course_map.NOTEBOOK_DIR.parent / "README.md"
     copy = tmp_path / "README.md"
@@ -54,7 +54,7 @@ def test_readme_notebook_map_is_up_to_date(tmp_path):
 
 
 def test_unwritten_notebooks_are_not_linked():
-    from cnncourse import course_map
+    from cnncourse.course import course_map
 
     table = course_map.markdown_table()
     for nb in course_map.NOTEBOOKS:

@@ -1,9 +1,9 @@
-"""cnncourse.depth: random-Jacobian chains with and without the identity path."""
+"""cnncourse.reference.depth: random-Jacobian chains with and without the identity path."""
 
 import numpy as np
 import pytest
 
-from cnncourse.depth import jacobian_chain, spread
+from cnncourse.reference.depth import jacobian_chain, spread
 
 
 def test_plain_chain_shrinks_geometrically_with_gain_below_one():

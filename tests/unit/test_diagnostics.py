@@ -1,4 +1,4 @@
-"""Tests for cnncourse.diagnostics: activation statistics, gradient norms, the NumPy experiment."""
+"""Tests for cnncourse.inspection.diagnostics: activation statistics, gradient norms, the NumPy experiment."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from cnncourse import diagnostics as D
+from cnncourse.inspection import diagnostics as D
 
 matplotlib.use("Agg")
 

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import distribute
+from cnncourse.experiments import distribute
 
 
 def test_launch_rejects_bad_arguments():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import cnncourse
-from cnncourse import data, doctor
+from cnncourse import data
+from cnncourse.course import doctor
 
 
 def test_doctor_reports_environment_and_missing_datasets_with_fixes(tmp_path, monkeypatch, capsys):

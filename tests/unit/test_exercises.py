@@ -7,8 +7,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from cnncourse import exercises as ex
-from cnncourse.notebooks import NOTEBOOK_DIR, course_notebooks
+from cnncourse.course import exercises as ex
+from cnncourse.course.runner import NOTEBOOK_DIR, course_notebooks
 
 
 def test_check_prints_passed_on_success(capsys):
@@ -107,7 +107,7 @@ TEACHING = [p for p in course_notebooks(NOTEBOOK_DIR) if 1 <= int(p.name[:2]) <=
 
 @pytest.mark.parametrize("path", TEACHING, ids=lambda p: p.stem)
 def test_every_teaching_notebook_ends_with_3_to_5_exercises(path):
-    from cnncourse import student
+    from cnncourse.course import student
 
     nb = nbformat.read(path, as_version=4)
     section = ex.exercise_section(nb.cells)

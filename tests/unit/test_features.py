@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import features
 from cnncourse.data import Split
+from cnncourse.inspection import features
 
 
 @pytest.fixture()

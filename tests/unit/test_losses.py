@@ -1,4 +1,4 @@
-"""Tests of cnncourse.losses: the NumPy references against the maths, autodiff and Keras.
+"""Tests of cnncourse.reference.losses: the NumPy references against the maths, autodiff and Keras.
 
 Runs on every Keras backend: ``cnncourse.autodiff.grad`` dispatches to the active backend's autodiff
 (GradientTape on TensorFlow, jax.grad on JAX), so the derivative checks run once per backend.
@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import losses as L
 from cnncourse.autodiff import grad as autodiff_grad
+from cnncourse.reference import losses as L
 
 RNG_SEEDS = range(5)
 

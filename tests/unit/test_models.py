@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnncourse import models
-from cnncourse.analysis import count_macs, count_params, layer_table
+from cnncourse.inspection.analysis import count_macs, count_params, layer_table
 from cnncourse.models import googlenet as googlenet_module
 from cnncourse.models import resnet as resnet_module
 from cnncourse.models.vgg import CONFIGS

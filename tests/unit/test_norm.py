@@ -1,4 +1,4 @@
-"""The NumPy normalization layers of cnncourse.norm agree with Keras and with autodiff."""
+"""The NumPy normalization layers of cnncourse.reference.norm agree with Keras and with autodiff."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import autodiff, norm
+from cnncourse import autodiff
+from cnncourse.reference import norm
 
 TOL = 1e-5
 

@@ -1,4 +1,4 @@
-"""cnncourse.optim: from-scratch optimizers equal Keras', test functions, OneCycle."""
+"""cnncourse.reference.optim: from-scratch optimizers equal Keras', test functions, OneCycle."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import optim
+from cnncourse.reference import optim
 
 TOL = 1e-6  # float32 on both sides; in practice the paths agree bit for bit
 

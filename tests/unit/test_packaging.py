@@ -1,6 +1,7 @@
 """The two ways to install the course (pip / conda) must ask for the same things."""
 
 import re
+
 import pytest
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")

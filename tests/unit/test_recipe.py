@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import recipe
+from cnncourse.experiments import recipe
 from cnncourse.profiles import Experiment
 
 

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import regularization as R
+from cnncourse.experiments import regularization as R
+from cnncourse.experiments.train import Comparison, RunResult
 from cnncourse.profiles import Experiment
-from cnncourse.train import Comparison, RunResult
 
 
 # ----------------------------------------------------------------------------- dropout

@@ -21,7 +21,7 @@ JOB = textwrap.dedent(
     from types import SimpleNamespace
     import keras, numpy as np
     import cnncourse
-    from cnncourse import train
+    from cnncourse.experiments import train
     from cnncourse.profiles import Experiment
 
     out, backup = sys.argv[1], sys.argv[2]

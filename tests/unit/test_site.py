@@ -8,9 +8,9 @@ import sys
 import nbformat
 import pytest
 
-from cnncourse import site
-from cnncourse.course_map import NOTEBOOKS
-from cnncourse.notebooks import NOTEBOOK_DIR, course_notebooks
+from cnncourse.course import site
+from cnncourse.course.course_map import NOTEBOOKS
+from cnncourse.course.runner import NOTEBOOK_DIR, course_notebooks
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 

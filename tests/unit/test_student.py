@@ -8,9 +8,9 @@ import keras
 import nbformat
 import pytest
 
-from cnncourse import exercises as ex
-from cnncourse import student
-from cnncourse.notebooks import NOTEBOOK_DIR, course_notebooks
+from cnncourse.course import exercises as ex
+from cnncourse.course import student
+from cnncourse.course.runner import NOTEBOOK_DIR, course_notebooks
 
 pytest.importorskip("nbgrader", reason="nbgrader is in the test extra: pip install -e '.[test]'")
 
@@ -28,7 +28,7 @@ def teaching_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("print(6 * 7)", execution_count=1,
                                   outputs=[nbformat.v4.new_output("stream", text="42\n")]),
         nbformat.v4.new_markdown_cell("## Exercises\nEach one ends with a check."),
-        nbformat.v4.new_code_cell("from cnncourse.exercises import check, close\nimport numpy as np"),
+        nbformat.v4.new_code_cell("from cnncourse.course.exercises import check, close\nimport numpy as np"),
         ex.prompt_cell("01.1", "Complete `out_size(n, k, s, p)`: $\\lfloor (n + 2p - k)/s \\rfloor + 1$."),
         ex.solution_cell("01.1", f"def out_size(n, k, s=1, p=0):\n    ### BEGIN SOLUTION\n    {SOLUTION}\n    ### END SOLUTION"),
         ex.check_cell("01.1", f'with check("01.1", hint="{HINT}"):\n'

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import train
+from cnncourse.experiments import train
 from cnncourse.profiles import Experiment
 
 RUN = Experiment(train_size=None, test_size=None, epochs=3, batch_size=32, seeds=2)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse import tta
+from cnncourse.experiments import tta
 
 
 def _images(n=6, h=9, w=8, c=2, seed=0) -> np.ndarray:

@@ -3,7 +3,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from cnncourse import viz
+from cnncourse.inspection import viz
 
 matplotlib.use("agg")
 

@@ -183,7 +183,7 @@ def class_subset(
     Used both to pretrain on some classes and to build a new task from the held-out ones.
     ``train_size`` / ``test_size`` take class-balanced subsets (``None`` keeps all).
     """
-    from .data import Split, balanced_indices
+    from cnncourse.data import Split, balanced_indices
 
     classes = [int(c) for c in classes]
     if not classes or len(set(classes)) != len(classes) or not all(0 <= c < split.num_classes for c in classes):

@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .analysis import Table, count_macs, count_params
-from .cache import write_json
+from cnncourse.experiments.cache import write_json
+from cnncourse.inspection.analysis import Table, count_macs, count_params
 
 __all__ = [
     "D2L_ANCHORS",
@@ -198,11 +198,11 @@ def build_trainable(
     """
     import keras
 
-    from . import layers as course_layers
-    from . import models
+    from cnncourse import layers as course_layers
+    from cnncourse import models
 
     if not isinstance(recipe, Recipe):
-        raise ValueError(f"recipe must be a cnncourse.architectures.Recipe, got {type(recipe).__name__}")
+        raise ValueError(f"recipe must be a cnncourse.experiments.architectures.Recipe, got {type(recipe).__name__}")
     keras.utils.set_random_seed(seed)
     body = models.build(name, input_shape=tuple(input_shape), num_classes=num_classes)
     for layer in _leaf_layers(body):
@@ -242,7 +242,7 @@ def cache_key(
 
 @dataclasses.dataclass
 class ArchitectureResults:
-    """The trained table: one ``cnncourse.train.Comparison`` plus each model's MACs and the device."""
+    """The trained table: one ``cnncourse.experiments.train.Comparison`` plus each model's MACs and the device."""
 
     key: dict[str, Any]
     device: str
@@ -285,7 +285,7 @@ class ArchitectureResults:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ArchitectureResults:
-        from .train import Comparison, RunResult
+        from cnncourse.experiments.train import Comparison, RunResult
 
         payload = json.loads(Path(path).read_text())
         for field in ("key", "device", "macs", "results"):
@@ -311,12 +311,13 @@ def run_architectures(
 
     A file at ``path`` whose :func:`cache_key` equals this call's is reused (printing where it
     came from); otherwise, or with ``recompute=True``, every model is trained
-    (``cnncourse.train.compare``, the test split evaluated once at the end) and the file is
+    (``cnncourse.experiments.train.compare``, the test split evaluated once at the end) and the file is
     (re)written. MACs are those of the bare architecture for one image.
     """
     import keras
 
-    from . import device_description, models, train
+    from cnncourse import device_description, models
+    from cnncourse.experiments import train
 
     names = list(names)
     if not names:
@@ -324,7 +325,7 @@ def run_architectures(
     for name in names:
         models.entry(name)  # raises ValueError naming the registered models
     if not isinstance(recipe, Recipe):
-        raise ValueError(f"recipe must be a cnncourse.architectures.Recipe, got {type(recipe).__name__}")
+        raise ValueError(f"recipe must be a cnncourse.experiments.architectures.Recipe, got {type(recipe).__name__}")
     input_shape = tuple(int(v) for v in data.x_train.shape[1:])
     key = cache_key(names, recipe, run, dataset=dataset, profile=profile, input_shape=input_shape)
     if path is not None and Path(path).exists() and not recompute:
@@ -363,7 +364,7 @@ def paper_costs(names: Sequence[str]) -> dict[str, tuple[int, int]]:
     """``{name: (params, macs)}`` of registered paper-form models, each built once then freed."""
     import keras
 
-    from . import models
+    from cnncourse import models
 
     out = {}
     for name in names:

@@ -530,7 +530,7 @@ def zhang_alexnet(
     """
     import keras
 
-    from .layers import LocalResponseNormalization
+    from cnncourse.layers import LocalResponseNormalization
 
     width = _check_width(width)
     if not isinstance(lrn, bool):
@@ -597,7 +597,7 @@ def ablation_model(
     """
     import keras
 
-    from . import layers as course_layers
+    from cnncourse import layers as course_layers
 
     if not isinstance(cell, Cell):
         raise ValueError(f"cell must be a Cell, got {type(cell).__name__}")
@@ -676,7 +676,7 @@ def _load_grid(path: Path) -> dict[str, Any]:
 
 
 def _save_grid(path: Path, entries: dict[str, Any]) -> None:
-    from .cache import write_json
+    from cnncourse.experiments.cache import write_json
 
     write_json(path, {"format": GRID_VERSION, "cells": entries})
 
@@ -692,17 +692,17 @@ def run_ablation(
     progress: bool = True,
     make_model: Callable[[Cell, int], Any] | None = None,
 ) -> Any:
-    """Train every cell over ``run.seeds`` seeds (``cnncourse.train.compare``), cached as JSON.
+    """Train every cell over ``run.seeds`` seeds (``cnncourse.experiments.train.compare``), cached as JSON.
 
     With ``path``, a cell's earlier result there is reused when its :func:`cell_key` (recipe,
     sizes, data, epochs, batch size) and its seeds are the same; only the other cells are
     trained, and the file is rewritten with all of them. ``recompute=True`` trains every cell
     again. ``make_model(cell, seed)`` defaults to :func:`ablation_model` for ``data`` and
-    ``run``. Returns a ``cnncourse.train.Comparison`` keyed by ``Cell.label``, in cell order.
+    ``run``. Returns a ``cnncourse.experiments.train.Comparison`` keyed by ``Cell.label``, in cell order.
     """
     import dataclasses as dc
 
-    from . import train
+    from cnncourse.experiments import train
 
     if not cells:
         raise ValueError("cells must name at least one Cell")

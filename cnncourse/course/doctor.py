@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 def _dataset_lines(name: str, quick: bool) -> tuple[list[str], bool]:
     """Report lines for one dataset, and whether it is usable as found."""
-    from . import data
+    from cnncourse import data
 
     title = data.info(name).title
     if quick:
@@ -42,7 +42,7 @@ def _dataset_lines(name: str, quick: bool) -> tuple[list[str], bool]:
 
 
 def _fix(name: str) -> list[str]:
-    from . import data
+    from cnncourse import data
 
     return ["    to get it:", *(f"  {line}" for line in data._fix_text(name).splitlines())]
 
@@ -71,7 +71,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     print(f"device:        {device}")
     print(f"profile:       {active.name} — {active.description} (set CNNCOURSE_PROFILE to change)")
 
-    from . import data
+    from cnncourse import data
 
     print(f"CNNCOURSE_DATA: {os.environ.get(data.DATA_ENV_VAR) or '(not set)'}")
     print(f"dataset cache:  {data.cache_dir()}")

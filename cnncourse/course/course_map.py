@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 PROFILES = ("smoke", "cpu", "gpu")
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @dataclasses.dataclass(frozen=True)

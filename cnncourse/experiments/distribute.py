@@ -16,7 +16,7 @@ several (``tf.config.set_logical_device_configuration``) and XLA pretends to hav
 host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=N``). Both settings must be
 made before the framework initialises its devices, which in a notebook has already happened,
 so every run here is a fresh subprocess: :func:`launch` starts ``python -m
-cnncourse.distribute`` with the right environment and returns the JSON line it prints. On 2
+cnncourse.experiments.distribute`` with the right environment and returns the JSON line it prints. On 2
 cores, two logical devices share the same cores: the point is that the *results* are those
 of one device, not a speed-up.
 """
@@ -37,7 +37,7 @@ __all__ = ["BACKENDS", "TASKS", "launch", "results_table", "main"]
 BACKENDS = ("tensorflow", "jax")
 TASKS = ("step", "train")
 _MARK = "CNNCOURSE-RESULT "
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _check(backend: str, devices: int, task: str) -> None:
@@ -62,7 +62,7 @@ def launch(
     Returns ``{"runs": [one_device, all_devices]}``; both runs share the process, the data and
     the seed, so they differ only in the distribution. ``task="step"``: one SGD step of a small
     convnet on a fixed batch; each run reports the loss, how far the weights moved and the
-    weights after the step. ``task="train"``: the recipe of :mod:`cnncourse.recipe` on a
+    weights after the step. ``task="train"``: the recipe of :mod:`cnncourse.experiments.recipe` on a
     Fashion-MNIST subset; options ``train_size``, ``test_size``, ``epochs``, ``batch_size``
     (global), ``width``, ``seed``. Raises ``RuntimeError`` with the child's error output when
     it fails.
@@ -76,7 +76,7 @@ def launch(
         env["JAX_PLATFORMS"] = "cpu"
         flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
         env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
-    cmd = [sys.executable, "-m", "cnncourse.distribute", "--backend", backend, "--devices", str(devices), "--task", task]
+    cmd = [sys.executable, "-m", "cnncourse.experiments.distribute", "--backend", backend, "--devices", str(devices), "--task", task]
     for key, value in options.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(_ROOT))
@@ -171,8 +171,9 @@ def _step(args: argparse.Namespace, fresh: bool = True) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace, fresh: bool = True) -> dict[str, Any]:
-    from . import data, recipe
-    from .profiles import Experiment
+    from cnncourse import data
+    from cnncourse.experiments import recipe
+    from cnncourse.profiles import Experiment
 
     split = data.load_split("fashion_mnist", train_size=args.train_size, test_size=args.test_size, seed=0)
     run = Experiment(args.train_size, args.test_size, epochs=args.epochs, batch_size=args.batch_size)
@@ -183,7 +184,7 @@ def _train(args: argparse.Namespace, fresh: bool = True) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnncourse.distribute", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m cnncourse.experiments.distribute", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=BACKENDS, required=True)
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--task", choices=TASKS, default="train")

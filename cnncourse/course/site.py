@@ -3,7 +3,7 @@
 Pages show the notebooks' stored outputs (those of a ``cpu``-profile run): nothing is
 executed, so the site builds in seconds on any machine and shows what a reader of the
 repository sees. The index has the table of contents and the notebook map of
-:mod:`cnncourse.course_map`; each page links back to it, to its neighbours, to its own
+:mod:`cnncourse.course.course_map`; each page links back to it, to its neighbours, to its own
 ``.ipynb`` (copied beside it) and, where the repository's address is known, to "Open in
 Colab". The address comes from a setting (``--repo`` or ``$CNNCOURSE_REPO``) or from
 ``git remote get-url origin`` when that is a GitHub address; when none is known the Colab
@@ -35,7 +35,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .notebooks import BUILD_DIR, NOTEBOOK_DIR, ROOT, course_notebooks
+from cnncourse.course.runner import BUILD_DIR, NOTEBOOK_DIR, ROOT, course_notebooks
 
 SITE_DIR = BUILD_DIR / "site"
 REPO_ENV = "CNNCOURSE_REPO"
@@ -238,7 +238,7 @@ def render_page(path: Path, pages: list[str], titles: dict[str, str], colab: str
 
 
 def _map_table(pages: dict[int, str]) -> str:
-    from .course_map import NOTEBOOKS, PROFILES
+    from cnncourse.course.course_map import NOTEBOOKS, PROFILES
 
     head = ["#", "notebook", "what it teaches", "builds on", *(f"{p} (min)" for p in PROFILES)]
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
@@ -315,7 +315,7 @@ def build_site(notebooks: Sequence[Path] | None = None, out_dir: Path = SITE_DIR
     """
     import nbformat
 
-    from .course_map import NOTEBOOKS
+    from cnncourse.course.course_map import NOTEBOOKS
 
     paths = [Path(p) for p in (notebooks if notebooks is not None else course_notebooks(NOTEBOOK_DIR))]
     for path in paths:

@@ -5,7 +5,7 @@ nbgrader's own preprocessors, run through nbconvert's exporter API, so a student
 exactly what ``nbgrader generate_assignment`` would release (the same stubs, the same locked
 cells), without nbgrader's course directory or database: a teacher who wants nbgrader's
 collect/autograde workflow can still run it on the notebooks as they are, because every
-exercise cell already carries nbgrader's metadata (see :mod:`cnncourse.exercises`).
+exercise cell already carries nbgrader's metadata (see :mod:`cnncourse.course.exercises`).
 
 A copy is refused, not written, when any solution text survives in it: the preprocessors
 clear only what is marked, so a solution typed outside its markers would otherwise leak.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .notebooks import NOTEBOOK_DIR, ROOT, course_notebooks
+from cnncourse.course.runner import NOTEBOOK_DIR, ROOT, course_notebooks
 
 STUDENT_DIR = ROOT / "student"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -146,9 +146,9 @@ def exercises(nb: Any) -> dict[str, Exercise]:
     """The exercises in ``nb``'s exercise section, read from their nbgrader grade_ids.
 
     Raises ``ValueError`` for a grade_id used twice (nbgrader refuses such a notebook) or one
-    not of the form ``exNN-k-part`` that :mod:`cnncourse.exercises` writes.
+    not of the form ``exNN-k-part`` that :mod:`cnncourse.course.exercises` writes.
     """
-    from .exercises import exercise_section
+    from cnncourse.course.exercises import exercise_section
 
     counts: dict[str, dict[str, int]] = {}
     seen: set[str] = set()
@@ -206,12 +206,11 @@ def execute_exercises(nb: Any, *, cwd: Path = NOTEBOOK_DIR, timeout: int = 600, 
     import os
 
     import nbformat
-
-    from .profiles import ENV_VAR
-    from .profiles import profile as lookup
     from nbclient import NotebookClient
 
-    from .exercises import exercise_section
+    from cnncourse.course.exercises import exercise_section
+    from cnncourse.profiles import ENV_VAR
+    from cnncourse.profiles import profile as lookup
 
     section = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
     section.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
@@ -239,7 +238,7 @@ def store_exercise_outputs(path: Path, *, profile: str = "cpu", timeout: int = 6
     """
     import nbformat
 
-    from .exercises import exercise_section
+    from cnncourse.course.exercises import exercise_section
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -272,7 +271,7 @@ def cli(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     import nbformat
 
-    from .exercises import exercise_section
+    from cnncourse.course.exercises import exercise_section
 
     notebooks = args.notebooks or course_notebooks(NOTEBOOK_DIR)
     if args.store_outputs:

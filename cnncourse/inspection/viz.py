@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from .autodiff import value_and_grad
+from cnncourse.autodiff import value_and_grad
 
 __all__ = [
     "class_model",

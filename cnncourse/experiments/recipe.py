@@ -11,7 +11,7 @@ how to switch each one off. So the recipe lives here as data + a few functions:
   global average pooling, a linear layer giving logits. Pooling early keeps most of the
   compute at 14×14 and 7×7, which is what makes it fast on a CPU;
 * :func:`make_optimizer` — SGD with Nesterov momentum and the one-cycle schedule of
-  :class:`cnncourse.optim.OneCycle`, weight decay excluded from BN scales/offsets and biases;
+  :class:`cnncourse.reference.optim.OneCycle`, weight decay excluded from BN scales/offsets and biases;
 * :func:`augmenter` — random horizontal flip, optional :class:`cnncourse.layers.RandomShift`
   and :class:`cnncourse.layers.Cutout`, applied per batch in the input pipeline
   (:func:`cnncourse.data.pipeline`: cache → shuffle → batch → augment → prefetch);
@@ -41,8 +41,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from .cache import write_json
-from .profiles import Experiment
+from cnncourse.experiments.cache import write_json
+from cnncourse.profiles import Experiment
 
 __all__ = [
     "ABLATIONS",
@@ -214,7 +214,7 @@ def make_optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimiz
     that multiply inputs in check; a BN layer's output does not depend on the scale of the
     conv before it, and shrinking γ, β or a bias only fights the function the net computes.
     """
-    from .optim import OneCycle
+    from cnncourse.reference.optim import OneCycle
 
     if recipe.schedule == "one_cycle":
         lr: Any = OneCycle(recipe.max_lr, max(int(total_steps), 2), pct_start=recipe.pct_start)
@@ -238,7 +238,7 @@ def make_loss(recipe: Recipe) -> keras.losses.Loss:
 
 def augmenter(recipe: Recipe, seed: int = 0) -> keras.Sequential | None:
     """Flip → shift → cutout, each on or off; ``None`` when the recipe augments nothing."""
-    from .layers import Cutout, RandomShift
+    from cnncourse.layers import Cutout, RandomShift
 
     steps: list[keras.layers.Layer] = []
     if recipe.flip:
@@ -255,7 +255,7 @@ def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def on_gpu() -> bool:
-    from .profiles import gpu_available
+    from cnncourse.profiles import gpu_available
 
     return gpu_available()
 
@@ -372,7 +372,7 @@ def _accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
 
 def predict(model: keras.Model, x: np.ndarray, *, tta: bool = True, batch_size: int = 1000) -> np.ndarray:
     """Class probabilities; with ``tta`` the mean over the image and its mirror."""
-    from .tta import flip_average
+    from cnncourse.experiments.tta import flip_average
 
     if tta:
         return flip_average(model, x, batch_size, from_logits=True)
@@ -397,7 +397,7 @@ def _fit(
     verbose: int = 0,
     recipe: Recipe | None = None,
 ) -> TrainResult:
-    from .data import pipeline
+    from cnncourse.data import pipeline
 
     classes = int(model.output_shape[-1])
     ds = pipeline(split.x_train, one_hot(split.y_train, classes), batch_size, augment=augment, seed=seed)
@@ -492,7 +492,7 @@ def train_keras_io(
     verbose: int = 0,
 ) -> tuple[TrainResult, keras.Model]:
     """The baseline: keras.io's MNIST convnet (34,826 parameters), Adam, batch 128, no tricks."""
-    from . import models
+    from cnncourse import models
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)

@@ -376,7 +376,7 @@ def autodiff_jacobian(fn: Callable[[Any], Any], x: Any, dtype: str = "float32") 
     """
     import keras
 
-    from .autodiff import grad
+    from cnncourse.autodiff import grad
 
     values = np.asarray(x, dtype=dtype)
     n_out = int(np.prod(np.shape(fn(keras.ops.convert_to_tensor(values)))))

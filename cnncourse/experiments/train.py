@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
-from .cache import write_json
-from .profiles import Experiment
+from cnncourse.experiments.cache import write_json
+from cnncourse.profiles import Experiment
 
 __all__ = [
     "Comparison",

@@ -150,7 +150,9 @@ def derivative(fn: Callable, x) -> np.ndarray:
     to let the library differentiate, so a plotted derivative is the one training really uses
     (e.g. ReLU's derivative at exactly 0 is whatever the backend chose: 0 on both).
     """
-    from .autodiff import grad  # the course's one backend fork (GradientTape / jax.grad / autograd)
+    from cnncourse.autodiff import (
+        grad,  # the course's one backend fork (GradientTape / jax.grad / autograd)
+    )
 
     return grad(lambda v: ops.sum(fn(v)), np.asarray(x, dtype=np.float32))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnncourse import notebooks
+from cnncourse.course import runner
 
 
 def write_notebook(path: Path, *sources: str) -> Path:
@@ -22,9 +22,9 @@ def test_runs_in_order_and_writes_html(tmp_path, capsys, monkeypatch):
     a = write_notebook(tmp_path / "00_a.ipynb", "import os\nprint(os.environ['CNNCOURSE_PROFILE'])")
     b = write_notebook(tmp_path / "01_b.ipynb", "print(6 * 7)")
     (tmp_path / "notes.ipynb").write_text("not a course notebook")
-    assert notebooks.course_notebooks(tmp_path) == [a, b]
+    assert runner.course_notebooks(tmp_path) == [a, b]
     out = tmp_path / "build"
-    done = notebooks.run_course([a, b], out)
+    done = runner.run_course([a, b], out)
     assert [d.notebook for d in done] == [a, b]
     executed = nbformat.read(out / "00_a.ipynb", as_version=4)
     assert executed.cells[1].outputs[0]["text"] == "smoke\n"  # the kernel sees the profile
@@ -37,8 +37,8 @@ def test_runs_in_order_and_writes_html(tmp_path, capsys, monkeypatch):
 def test_failure_names_notebook_and_cell_and_stops(tmp_path, capsys):
     bad = write_notebook(tmp_path / "00_bad.ipynb", "x = 1", "raise ValueError('boom')", "print('never')")
     later = write_notebook(tmp_path / "01_later.ipynb", "print('later')")
-    with pytest.raises(notebooks.NotebookFailed) as info:
-        notebooks.run_course([bad, later], tmp_path / "build")
+    with pytest.raises(runner.NotebookFailed) as info:
+        runner.run_course([bad, later], tmp_path / "build")
     err = info.value
     assert err.cell_index == 2 and "ValueError: boom" in err.error
     assert "00_bad.ipynb failed in cell 2" in str(err) and "raise ValueError('boom')" in str(err)
@@ -49,9 +49,9 @@ def test_failure_names_notebook_and_cell_and_stops(tmp_path, capsys):
 
 def test_cli_reports_failure_and_bad_profile(tmp_path, capsys):
     bad = write_notebook(tmp_path / "00_bad.ipynb", "1/0")
-    assert notebooks.cli([str(bad), "--out", str(tmp_path / "b"), "--profile", "smoke"]) == 1
+    assert runner.cli([str(bad), "--out", str(tmp_path / "b"), "--profile", "smoke"]) == 1
     assert "ZeroDivisionError" in capsys.readouterr().err
-    assert notebooks.cli([str(bad), "--profile", "tiny"]) == 1
+    assert runner.cli([str(bad), "--profile", "tiny"]) == 1
     assert "valid profiles: smoke, cpu, gpu" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no notebook at"):
-        notebooks.execute(tmp_path / "missing.ipynb", tmp_path)
+        runner.execute(tmp_path / "missing.ipynb", tmp_path)
