@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
@@ -599,7 +600,13 @@ def load(name: str, *, download: bool = True) -> _Arrays:
 # ----------------------------------------------------------------------------- split
 @dataclasses.dataclass(frozen=True, repr=False)
 class Split:
-    """A train/test split ready for a model: float32 NHWC images in [0, 1], int32 labels."""
+    """A train / (validation) / test split ready for a model: float32 NHWC images in [0, 1], int32 labels.
+
+    ``x_val`` / ``y_val`` are a validation set carved out of the *training* data
+    (``load_split(..., validation_size=n)``), or ``None``: choices such as a learning rate, a
+    number of epochs or early stopping are made on it, so that the test set is used once, to
+    measure the final model.
+    """
 
     name: str
     x_train: np.ndarray
@@ -607,6 +614,12 @@ class Split:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if (self.x_val is None) != (self.y_val is None):
+            raise ValueError("Split needs both x_val and y_val, or neither")
 
     @property
     def num_classes(self) -> int:
@@ -616,9 +629,31 @@ class Split:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.x_train.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def has_validation(self) -> bool:
+        return self.x_val is not None and len(self.x_val) > 0
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of the name, shapes, dtypes and bytes of every array.
+
+        Result caches key on it, so numbers computed on one dataset (or subset, or size) are
+        never served for another that merely has the same sizes.
+        """
+        digest = hashlib.sha256(self.name.encode())
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            if array is None:
+                digest.update(b"none")
+                continue
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.shape}{array.dtype.str}".encode())
+            digest.update(memoryview(array).cast("B"))
+        return digest.hexdigest()[:16]
+
     def __repr__(self) -> str:
+        val = f"validation {self.x_val.shape[0]:,}, " if self.x_val is not None else ""
         return (
-            f"Split({self.name!r}: train {self.x_train.shape[0]:,}, test {self.x_test.shape[0]:,}, "
+            f"Split({self.name!r}: train {self.x_train.shape[0]:,}, {val}test {self.x_test.shape[0]:,}, "
             f"input_shape={self.input_shape}, {self.num_classes} classes)"
         )
 
@@ -695,6 +730,7 @@ def load_split(
     image_size: int | None = None,
     channels: int | None = None,
     download: bool = True,
+    validation_size: int = 0,
 ) -> Split:
     """A (sub)set of ``name`` ready for training: float32 NHWC in [0, 1], int32 labels ``(N,)``.
 
@@ -703,6 +739,9 @@ def load_split(
     zero-pads the images centred (28×28 → 32×32 adds 2 black pixels on every side, the
     LeNet-5 convention, which keeps every pixel value); a smaller one resizes them (bilinear,
     antialiased). ``channels``: 3 repeats a grey channel, 1 converts RGB to luma.
+    ``validation_size``: that many training images (class-balanced, chosen by ``seed``) are
+    set aside first as ``x_val`` / ``y_val``; ``train_size`` is then drawn from the rest, so
+    the two never share an image. 0 (the default) keeps no validation set.
     """
     _check_name(name)
     if channels is not None and channels not in (1, 3):
@@ -711,8 +750,18 @@ def load_split(
         raise ValueError(f"image_size must be None or an integer >= 8, got {image_size!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer)) or validation_size < 0:
+        raise ValueError(f"validation_size must be an integer >= 0, got {validation_size!r}")
     (x_tr, y_tr), (x_te, y_te) = _load_readonly(name, download)
-    i_tr = balanced_indices(y_tr, train_size, seed)
+    labels = y_tr.reshape(-1)
+    pool = np.arange(labels.shape[0])
+    i_val = None
+    if validation_size:
+        if validation_size >= labels.shape[0]:
+            raise ValueError(f"validation_size must leave training images: {validation_size} >= {labels.shape[0]:,}")
+        i_val = balanced_indices(labels, int(validation_size), seed + 2_000_003)
+        pool = np.setdiff1d(pool, i_val, assume_unique=True)
+    i_tr = pool[balanced_indices(labels[pool], train_size, seed)]
     i_te = balanced_indices(y_te, test_size, seed + 1_000_003)
     return Split(
         name=name,
@@ -721,6 +770,8 @@ def load_split(
         x_test=_prepare(x_te[i_te], image_size, channels),
         y_test=y_te.reshape(-1)[i_te].astype(np.int32),
         class_names=tuple(_dataset(name)["class_names"]),
+        x_val=None if i_val is None else _prepare(x_tr[i_val], image_size, channels),
+        y_val=None if i_val is None else labels[i_val].astype(np.int32),
     )
 
 

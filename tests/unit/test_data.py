@@ -213,6 +213,37 @@ def test_load_split_is_balanced_deterministic_and_shaped():
     assert whole.x_train.shape == (60000, 28, 28, 1) and whole.y_test.shape == (10000,)
 
 
+def test_validation_split_is_carved_from_training_data_disjoint_and_balanced():
+    plain = data.load_split("fashion_mnist", train_size=1000, test_size=500, seed=3)
+    held = data.load_split("fashion_mnist", train_size=1000, test_size=500, seed=3, validation_size=2000)
+    assert plain.x_val is None and not plain.has_validation and held.has_validation
+    np.testing.assert_array_equal(np.bincount(held.y_val), [200] * 10)
+    np.testing.assert_array_equal(np.bincount(held.y_train), [100] * 10)
+    np.testing.assert_array_equal(held.x_test, plain.x_test)  # the test set does not move
+    train_rows = {row.tobytes() for row in held.x_train.reshape(len(held.x_train), -1)}
+    assert not any(row.tobytes() in train_rows for row in held.x_val.reshape(len(held.x_val), -1))
+    assert "validation 2,000" in repr(held)
+    every = data.load_split("fashion_mnist", test_size=10, validation_size=5000)
+    assert len(every.x_train) == 55000  # train_size=None: everything that is not validation
+    with pytest.raises(ValueError, match="validation_size"):
+        data.load_split("fashion_mnist", validation_size=-1)
+    with pytest.raises(ValueError, match="validation_size must leave"):
+        data.load_split("fashion_mnist", validation_size=60000)
+    with pytest.raises(ValueError, match="x_val and y_val"):
+        data.Split("x", plain.x_train, plain.y_train, plain.x_test, plain.y_test, plain.class_names, x_val=plain.x_test)
+
+
+def test_fingerprint_tells_subsets_apart_and_is_stable():
+    a = data.load_split("fashion_mnist", train_size=500, test_size=100, seed=0)
+    b = data.load_split("fashion_mnist", train_size=500, test_size=100, seed=0)
+    c = data.load_split("fashion_mnist", train_size=500, test_size=100, seed=1)
+    d = data.load_split("fashion_mnist", train_size=500, test_size=100, seed=0, validation_size=100)
+    assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 16
+    assert len({a.fingerprint, c.fingerprint, d.fingerprint}) == 3
+    renamed = data.Split("mnist", a.x_train, a.y_train, a.x_test, a.y_test, a.class_names)
+    assert renamed.fingerprint != a.fingerprint  # same arrays under another dataset's name
+
+
 def test_bad_arguments_name_what_is_allowed():
     with pytest.raises(ValueError, match="mnist, fashion_mnist, cifar10"):
         data.load("imagenet")
