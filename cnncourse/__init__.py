@@ -13,7 +13,7 @@ import os
 import platform
 import random
 
-from cnncourse.backend import quiet_start
+from cnncourse.backend import gpu_names, quiet_start
 from cnncourse.profiles import ENV_VAR, Experiment, Profile, profile
 
 quiet_start()  # before anything imports TensorFlow: its start-up log lines are noise in a notebook
@@ -24,24 +24,7 @@ __all__ = ["Experiment", "Profile", "__version__", "device_description", "enviro
 
 def device_description() -> str:
     """A short name for the device Keras will compute on (``GPU: NVIDIA H100 ...`` or ``CPU ×2``)."""
-    import keras
-
-    backend = keras.backend.backend()
-    names: list[str] = []
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        for gpu in tf.config.list_physical_devices("GPU"):
-            details = tf.config.experimental.get_device_details(gpu)
-            names.append(details.get("device_name", gpu.name))
-    elif backend == "jax":
-        import jax
-
-        names = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
-    elif backend == "torch":
-        import torch
-
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    names = gpu_names()
     if names:
         return "GPU: " + ", ".join(names)
     return f"CPU ×{os.cpu_count()}"

@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["quiet_start", "silenced_stderr"]
+__all__ = ["device_kind", "gpu_names", "quiet_start", "silenced_stderr"]
 
 LOG_LEVEL_VAR = "TF_CPP_MIN_LOG_LEVEL"
 
@@ -99,3 +99,39 @@ def quiet_start() -> None:
         return
     if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+def gpu_names() -> list[str]:
+    """The model names of the GPUs the active Keras backend can use (``[]`` on a CPU-only machine).
+
+    Imports the backend lazily: asking is what starts it.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [
+            tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")
+        ]
+    if backend == "jax":
+        import jax
+
+        return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def device_kind() -> str:
+    """What computes: ``"cpu"``, or the GPU model (``"NVIDIA H100 80GB HBM3"``; several joined by ``+``).
+
+    Result caches key on it: a number measured on one kind of device (a time, or an accuracy
+    that depends on its kernels' rounding) is not served as if it came from another.
+    """
+    names = gpu_names()
+    return "+".join(names) if names else "cpu"

@@ -7,13 +7,14 @@ every training run looks up its sizes here by experiment name, so a notebook nev
 an epoch count and a teacher can re-size the whole course in one place.
 
 The active profile is chosen by ``$CNNCOURSE_PROFILE``; without it, ``gpu`` when the Keras
-backend sees a GPU, else ``cpu``.
+backend sees a GPU, else ``cpu``. Choosing ``gpu`` on a machine without one prints a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -156,22 +157,33 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
 
 def gpu_available() -> bool:
     """Whether the active Keras backend can see a GPU (imports the backend lazily)."""
-    import keras
+    from cnncourse.backend import gpu_names
 
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
+    return bool(gpu_names())
 
-        return bool(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
 
-        return any(d.platform == "gpu" for d in jax.devices())
-    if backend == "torch":
-        import torch
+_warned_no_gpu = False
 
-        return bool(torch.cuda.is_available())
-    return False
+
+def warn_if_gpu_profile_without_gpu(name: str) -> bool:
+    """Print one warning line (once per process) when the ``gpu`` profile is chosen without a GPU.
+
+    The ``gpu`` profile sizes runs for a GPU (full datasets, tens of epochs); on a CPU a single
+    notebook would then run for hours. Choosing it there is allowed (a teacher may want to see
+    the sizes), but never silently. Returns whether the warning applies.
+    """
+    global _warned_no_gpu
+    if name != "gpu" or gpu_available():
+        return False
+    if not _warned_no_gpu:
+        _warned_no_gpu = True
+        print(
+            "warning: profile 'gpu' chosen but Keras sees no GPU: its full-scale runs will take hours on "
+            f"this CPU; set {ENV_VAR}=cpu (or smoke) unless that is what you want",
+            file=sys.stderr,
+            flush=True,
+        )
+    return True
 
 
 def default_profile_name() -> str:
@@ -186,9 +198,12 @@ def profile(name: str | None = None) -> Profile:
     """Return the profile called ``name``, or the active one when ``name`` is ``None``."""
     chosen = default_profile_name() if name is None else name
     try:
-        return PROFILES[chosen]
+        found = PROFILES[chosen]
     except KeyError:
         source = f" (from ${ENV_VAR})" if name is None else ""
         raise ValueError(
             f"unknown profile {chosen!r}{source}; valid profiles: {', '.join(PROFILES)}"
         ) from None
+    if name is None and os.environ.get(ENV_VAR, "").strip():  # chosen by the user, not detected
+        warn_if_gpu_profile_without_gpu(chosen)
+    return found

@@ -2,11 +2,13 @@
 
 Notebook 07 trains LeNet, AlexNet, ZFNet, VGG, NiN, GoogLeNet and ResNet side by side. Such a
 table says something about the *architectures* only when everything else is equal, so the
-recipe (optimizer, schedule, augmentation) is one frozen :class:`Recipe` shared by every
-model, and the epochs and batch size come from the profile's ``architectures`` row. Training
-eight networks takes a CPU many minutes, so :func:`run_architectures` caches the results as
-JSON under a key made of the recipe, the profile's sizes, the dataset and the models: a
-re-run with the same key reuses them (and says so); any change trains again.
+recipe (optimizer, schedule, augmentation) is one frozen :class:`ArchitectureRecipe` shared
+by every model, and the epochs and batch size come from the profile's ``architectures`` row.
+Training eight networks takes a CPU many minutes, so :func:`run_architectures` trains them
+through :func:`cnncourse.experiments.train.compare` and keeps the table in the course's result
+cache (:mod:`cnncourse.experiments.cache`) under a key made of the models, the recipe, the
+sizes, the data's fingerprint, the backend and the device: a re-run with the same key reuses
+it (and says so); any change trains again.
 
 The published numbers are written here once, each with its source: the ILSVRC winners'
 top-5 errors (:data:`ILSVRC_WINNERS`) and the d2l anchors (:data:`D2L_ANCHORS`), the test
@@ -17,25 +19,25 @@ epochs on Fashion-MNIST on a GPU.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
+import inspect
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from cnncourse.experiments.cache import write_json
+from cnncourse import checks
+from cnncourse.experiments import cache as result_cache
+from cnncourse.experiments.schedules import steps_per_epoch, warmup_cosine
 from cnncourse.inspection.analysis import Table, count_macs, count_params
 
 __all__ = [
     "D2L_ANCHORS",
     "ILSVRC_WINNERS",
+    "ArchitectureRecipe",
     "ArchitectureResults",
-    "Recipe",
     "Winner",
     "build_trainable",
-    "cache_key",
     "ilsvrc_table",
+    "paper_costs",
     "run_architectures",
 ]
 
@@ -105,16 +107,17 @@ def ilsvrc_table(costs: Mapping[str, tuple[int, int]]) -> Table:
 
 # --------------------------------------------------------------------------- the recipe
 @dataclasses.dataclass(frozen=True)
-class Recipe:
+class ArchitectureRecipe:
     """Everything about training that is *not* the architecture, the same for every model.
 
     AdamW (decoupled weight decay, not applied to biases or batch-norm parameters) with a
-    linear warm-up over ``warmup_fraction`` of the steps and a cosine decay to zero: Adam needs
-    no per-architecture learning-rate search, which SGD would (LeNet's tanh units, AlexNet
-    without batch norm and the batch-normalised nets want different rates), and the
-    schedule adapts to any number of epochs. Augmentation runs inside the model as its
-    first layers (horizontal flip, a random shift of up to ``shift`` pixels); both are the
-    identity at test time. Set ``flip=False`` for digits.
+    linear warm-up over ``warmup_fraction`` of the steps and a cosine decay to zero
+    (:func:`cnncourse.experiments.schedules.warmup_cosine`): Adam needs no per-architecture
+    learning-rate search, which SGD would (LeNet's tanh units, AlexNet without batch norm and
+    the batch-normalised nets want different rates), and the schedule adapts to any number of
+    epochs. Augmentation runs inside the model as its first layers (horizontal flip, a random
+    shift of up to ``shift`` pixels); both are the identity at test time. Set ``flip=False``
+    for digits.
 
     ``bn_momentum`` sets every batch-norm layer's moving-average momentum. Keras' default,
     0.99, averages the statistics over the last ~100 steps: a run of a few hundred steps
@@ -131,36 +134,22 @@ class Recipe:
     bn_momentum: float = 0.9
 
     def __post_init__(self) -> None:
-        for name in ("learning_rate", "weight_decay", "warmup_fraction", "bn_momentum"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"Recipe.{name} must be a finite number >= 0, got {value!r}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"Recipe.learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0 <= self.bn_momentum < 1:
-            raise ValueError(f"Recipe.bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
-        if self.warmup_fraction >= 1:
-            raise ValueError(f"Recipe.warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"Recipe.flip must be True or False, got {self.flip!r}")
-        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
-            raise ValueError(f"Recipe.shift must be an integer >= 0 (pixels), got {self.shift!r}")
+        checks.positive_float("ArchitectureRecipe.learning_rate", self.learning_rate)
+        checks.non_negative_float("ArchitectureRecipe.weight_decay", self.weight_decay)
+        checks.number("ArchitectureRecipe.warmup_fraction", self.warmup_fraction, minimum=0.0, maximum=1.0,
+                      exclusive_maximum=True)
+        checks.boolean("ArchitectureRecipe.flip", self.flip)
+        checks.integer("ArchitectureRecipe.shift (pixels)", self.shift, minimum=0)
+        checks.number("ArchitectureRecipe.bn_momentum", self.bn_momentum, minimum=0.0, maximum=1.0,
+                      exclusive_maximum=True)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"optimizer": "adamw", "schedule": "warmup+cosine", **dataclasses.asdict(self)}
 
     def schedule(self, total_steps: int) -> Any:
-        """Keras' ``CosineDecay`` with its linear warm-up, over ``total_steps`` optimizer steps."""
-        import keras
-
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        warmup = int(self.warmup_fraction * total_steps)
-        if warmup == 0:
-            return keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps=total_steps)
-        return keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=total_steps - warmup, warmup_target=self.learning_rate, warmup_steps=warmup
-        )
+        """Linear warm-up over ``warmup_fraction`` of ``total_steps``, then cosine decay to zero."""
+        total_steps = checks.positive_int("total_steps", total_steps)
+        return warmup_cosine(self.learning_rate, total_steps, int(self.warmup_fraction * total_steps))
 
     def optimizer(self, total_steps: int) -> Any:
         import keras
@@ -170,22 +159,11 @@ class Recipe:
         return opt
 
 
-def _leaf_layers(model: Any) -> list[Any]:
-    out = []
-    for layer in model.layers:
-        out.extend(_leaf_layers(layer) if hasattr(layer, "layers") else [layer])
-    return out
-
-
-def steps_per_epoch(examples: int, batch_size: int) -> int:
-    return -(-int(examples) // int(batch_size))
-
-
 def build_trainable(
     name: str,
     input_shape: tuple[int, int, int],
     num_classes: int,
-    recipe: Recipe,
+    recipe: ArchitectureRecipe,
     *,
     total_steps: int,
     seed: int = 0,
@@ -193,21 +171,21 @@ def build_trainable(
     """The registered model ``name`` behind the recipe's augmentation layers, compiled.
 
     The architecture itself is the nested model called ``name`` (so its parameters and MACs
-    are those of ``models.build(name)``, with the recipe's batch-norm momentum); the wrapper
-    only adds the augmentation layers, which have no weights.
+    are those of ``models.build(name)``), built with the recipe's batch-norm momentum where it
+    has batch norm; the wrapper only adds the augmentation layers, which have no weights.
     """
     import keras
 
     from cnncourse import layers as course_layers
     from cnncourse import models
 
-    if not isinstance(recipe, Recipe):
-        raise ValueError(f"recipe must be a cnncourse.experiments.architectures.Recipe, got {type(recipe).__name__}")
+    if not isinstance(recipe, ArchitectureRecipe):
+        raise ValueError(f"recipe must be a cnncourse.experiments.architectures.ArchitectureRecipe, "
+                         f"got {type(recipe).__name__}")
     keras.utils.set_random_seed(seed)
-    body = models.build(name, input_shape=tuple(input_shape), num_classes=num_classes)
-    for layer in _leaf_layers(body):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = recipe.bn_momentum  # read at every training step (Keras' call())
+    has_bn = "bn_momentum" in inspect.signature(models.builder(name)).parameters
+    options = {"bn_momentum": recipe.bn_momentum} if has_bn else {}
+    body = models.build(name, input_shape=tuple(input_shape), num_classes=num_classes, name=name, **options)
     inputs = keras.Input(tuple(input_shape), name="image")
     x = inputs
     if recipe.flip:
@@ -220,34 +198,15 @@ def build_trainable(
 
 
 # --------------------------------------------------------------------------- results + cache
-def cache_key(
-    names: Sequence[str], recipe: Recipe, run: Any, *, dataset: str, profile: str, input_shape: Sequence[int]
-) -> dict[str, Any]:
-    """What a cached table must match to be reused: models, recipe, sizes, data, profile."""
-    return {
-        "models": list(names),
-        "recipe": recipe.as_dict(),
-        "run": {
-            "train_size": run.train_size,
-            "test_size": run.test_size,
-            "epochs": run.epochs,
-            "batch_size": run.batch_size,
-            "seeds": run.seeds,
-        },
-        "dataset": dataset,
-        "profile": profile,
-        "input_shape": [int(v) for v in input_shape],
-    }
-
-
 @dataclasses.dataclass
 class ArchitectureResults:
-    """The trained table: one ``cnncourse.experiments.train.Comparison`` plus each model's MACs and the device."""
+    """The trained table: a ``cnncourse.experiments.results.Comparison``, each model's MACs, the device."""
 
     key: dict[str, Any]
     device: str
     comparison: Any
     macs: dict[str, int]
+    profile: str = ""
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per model: test accuracy, d2l anchor, params, MACs, time, images/s, device."""
@@ -270,49 +229,43 @@ class ArchitectureResults:
 
     def table(self) -> Table:
         columns = ("name", "test accuracy", "d2l (GPU, 10 ep.)", "params", "macs", "train s", "images/s", "device")
-        title = f"{self.key['dataset']} · {self.key['run']['epochs']} epochs · profile {self.key['profile']}"
+        title = f"{self.key['dataset']} · {self.key['sizes']['epochs']} epochs · profile {self.profile}"
         return Table(columns=columns, rows=self.rows(), totals={}, title=title)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically as JSON: the key, the device, the MACs and every run's history."""
-        payload = {
-            "key": self.key,
-            "device": self.device,
-            "macs": self.macs,
-            "results": {label: [dataclasses.asdict(r) for r in runs] for label, runs in self.comparison.results.items()},
-        }
-        return write_json(path, payload)
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "device": self.device, "macs": self.macs, "profile": self.profile,
+                "results": self.comparison.to_dict()}
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ArchitectureResults:
-        from cnncourse.experiments.train import Comparison, RunResult
+    def from_dict(cls, payload: Mapping[str, Any]) -> ArchitectureResults:
+        from cnncourse.experiments.results import Comparison
 
-        payload = json.loads(Path(path).read_text())
-        for field in ("key", "device", "macs", "results"):
-            if field not in payload:
-                raise ValueError(f"{path} is not an architectures results file (no {field!r})")
-        comparison = Comparison({label: [RunResult(**r) for r in runs] for label, runs in payload["results"].items()})
-        return cls(payload["key"], payload["device"], comparison, {k: int(v) for k, v in payload["macs"].items()})
+        comparison = Comparison.from_dict(payload["results"])
+        macs = {str(k): int(v) for k, v in payload["macs"].items()}
+        if set(macs) != set(comparison.labels):
+            raise ValueError("the MACs and the results name different models")
+        return cls(dict(payload["key"]), str(payload["device"]), comparison, macs, str(payload.get("profile", "")))
 
 
 def run_architectures(
     names: Sequence[str],
     data: Any,
     run: Any,
-    recipe: Recipe,
+    recipe: ArchitectureRecipe,
     *,
-    dataset: str,
-    profile: str,
+    profile: str = "",
     path: str | os.PathLike | None = None,
     recompute: bool = False,
     progress: bool = True,
 ) -> ArchitectureResults:
     """Train every model in ``names`` with ``recipe`` for ``run``'s budget; cache under ``path``.
 
-    A file at ``path`` whose :func:`cache_key` equals this call's is reused (printing where it
-    came from); otherwise, or with ``recompute=True``, every model is trained
-    (``cnncourse.experiments.train.compare``, the test split evaluated once at the end) and the file is
-    (re)written. MACs are those of the bare architecture for one image.
+    ``data`` is a :class:`cnncourse.data.Split`. A result at ``path`` trained under the same
+    key (models, recipe, sizes, the data's name and fingerprint, backend, device) is reused
+    (printing where it came from); otherwise, or with ``recompute=True``, every model is
+    trained (``cnncourse.experiments.train.compare``; no per-epoch evaluation, the test split
+    evaluated once at the end) and the entry is (re)written. MACs are those of the bare
+    architecture for one image; ``profile`` names the profile in the table's title.
     """
     import keras
 
@@ -324,25 +277,19 @@ def run_architectures(
         raise ValueError("names must hold at least one registered model name")
     for name in names:
         models.entry(name)  # raises ValueError naming the registered models
-    if not isinstance(recipe, Recipe):
-        raise ValueError(f"recipe must be a cnncourse.experiments.architectures.Recipe, got {type(recipe).__name__}")
-    input_shape = tuple(int(v) for v in data.x_train.shape[1:])
-    key = cache_key(names, recipe, run, dataset=dataset, profile=profile, input_shape=input_shape)
-    if path is not None and Path(path).exists() and not recompute:
-        try:
-            cached = ArchitectureResults.load(path)
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
-            cached, reason = None, f"unreadable: {error}"
-        else:
-            reason = None if cached.key == key else "its recipe, sizes, data or models differ"
-        if cached is not None and reason is None:
-            if progress:
-                print(f"reusing {path}: trained on {cached.device} with this recipe and profile "
-                      "(pass recompute=True to train again)")
-            return cached
+    if not isinstance(recipe, ArchitectureRecipe):
+        raise ValueError(f"recipe must be a cnncourse.experiments.architectures.ArchitectureRecipe, "
+                         f"got {type(recipe).__name__}")
+    store = result_cache.ResultCache(path, recompute=recompute)
+    key = result_cache.key(config={"models": names, "recipe": recipe.to_dict()}, sizes=run, split=data)
+    cached = store.get("architectures", key, ArchitectureResults.from_dict)
+    if cached is not None:
         if progress:
-            print(f"cache {path} not reusable ({reason}); training")
-    num_classes = int(max(int(data.y_train.max()), int(data.y_test.max())) + 1)
+            print(f"reusing {path}: trained on {cached.device} with this recipe, data and sizes "
+                  "(pass recompute=True to train again)")
+        return cached
+    input_shape = tuple(int(v) for v in data.x_train.shape[1:])
+    num_classes = int(data.num_classes)
     total_steps = run.epochs * steps_per_epoch(len(data.x_train), run.batch_size)
     macs = {}
     for name in names:
@@ -354,9 +301,8 @@ def run_architectures(
         for name in names
     }
     comparison = train.compare(makers, data, run, progress=progress, validation=False)
-    results = ArchitectureResults(key, device_description(), comparison, macs)
-    if path is not None:
-        results.save(path)
+    results = ArchitectureResults(key, device_description(), comparison, macs, profile)
+    store.put("architectures", key, results.to_dict())
     return results
 
 

@@ -18,7 +18,9 @@ made before the framework initialises its devices, which in a notebook has alrea
 so every run here is a fresh subprocess: :func:`launch` starts ``python -m
 cnncourse.experiments.distribute`` with the right environment and returns the JSON line it prints. On 2
 cores, two logical devices share the same cores: the point is that the *results* are those
-of one device, not a speed-up.
+of one device, not a speed-up. :func:`train_runs` runs the recipe on both backends and keeps
+the rows in the course's result cache, keyed like every other result (recipe, sizes, the
+data's name and fingerprint, backend, device).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BACKENDS", "TASKS", "launch", "results_table", "main"]
+from cnncourse import checks
+
+__all__ = ["BACKENDS", "TASKS", "launch", "main", "results_table", "train_runs"]
 
 BACKENDS = ("tensorflow", "jax")
 TASKS = ("step", "train")
@@ -41,12 +45,9 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 
 def _check(backend: str, devices: int, task: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-        raise ValueError(f"devices must be a positive integer, got {devices!r}")
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    checks.choice("backend", backend, BACKENDS)
+    checks.positive_int("devices", devices)
+    checks.choice("task", task, TASKS)
 
 
 def launch(
@@ -62,10 +63,10 @@ def launch(
     Returns ``{"runs": [one_device, all_devices]}``; both runs share the process, the data and
     the seed, so they differ only in the distribution. ``task="step"``: one SGD step of a small
     convnet on a fixed batch; each run reports the loss, how far the weights moved and the
-    weights after the step. ``task="train"``: the recipe of :mod:`cnncourse.experiments.recipe` on a
-    Fashion-MNIST subset; options ``train_size``, ``test_size``, ``epochs``, ``batch_size``
-    (global), ``width``, ``seed``. Raises ``RuntimeError`` with the child's error output when
-    it fails.
+    weights after the step (the registered ``probe_convnet``). ``task="train"``: the recipe of
+    :mod:`cnncourse.experiments.recipe` on a subset of a dataset; options ``dataset``,
+    ``train_size``, ``test_size``, ``epochs``, ``batch_size`` (global), ``width``, ``seed``.
+    Raises ``RuntimeError`` with the child's error output when it fails.
     """
     _check(backend, devices, task)
     env = dict(os.environ)
@@ -86,6 +87,49 @@ def launch(
     raise RuntimeError(
         f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}\n{proc.stdout[-1000:]}"
     )
+
+
+def train_runs(
+    backends: Sequence[str] = BACKENDS,
+    devices: int = 2,
+    *,
+    dataset: str,
+    train_size: int,
+    test_size: int,
+    epochs: int,
+    batch_size: int,
+    width: int = 16,
+    seed: int = 0,
+    cache: str | os.PathLike | None = None,
+    recompute: bool = False,
+) -> list[dict[str, Any]]:
+    """The recipe on one device and on ``devices`` for each backend: the rows of :func:`results_table`.
+
+    With ``cache``, rows trained before under the same key are reused: the recipe (at
+    ``width``), the backends, the device count, the seed, the sizes, the dataset's name and the
+    fingerprint of the exact split the children train on, the backend and device kind of this
+    process. Anything else, or ``recompute=True``, launches the runs again (minutes).
+    """
+    from cnncourse import data
+    from cnncourse.experiments import cache as result_cache
+    from cnncourse.experiments.recipe import Recipe
+
+    backends = [checks.choice("backend", b, BACKENDS) for b in backends]
+    options = {"dataset": dataset, "train_size": train_size, "test_size": test_size, "epochs": epochs,
+               "batch_size": batch_size, "width": width, "seed": seed}
+    split = data.load_split(dataset, train_size=train_size, test_size=test_size, seed=0)  # what the children load
+    key = result_cache.key(config={"recipe": Recipe(width=width).to_dict(), "backends": backends, "devices": devices,
+                                   "seed": seed},
+                           sizes={"train_size": train_size, "test_size": test_size, "epochs": epochs,
+                                  "batch_size": batch_size}, split=split)
+    store = result_cache.ResultCache(cache, recompute=recompute)
+    found = store.get("runs", key)
+    if isinstance(found, list) and all(isinstance(r, dict) and "test_accuracy" in r for r in found):
+        print(f"reusing {cache}: the same recipe, data, sizes and devices (recompute=True trains again)")
+        return found
+    rows = [r for b in backends for r in launch(b, devices, "train", **options)["runs"]]
+    store.put("runs", key, rows)
+    return rows
 
 
 def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -141,16 +185,6 @@ def _jax_runs(devices: int, work) -> list[dict[str, Any]]:
     return runs
 
 
-def _step_model():
-    import keras
-
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(3)(x)
-    return keras.Model(inputs, outputs)
-
-
 def _step(args: argparse.Namespace, fresh: bool = True) -> dict[str, Any]:
     import keras
     import numpy as np
@@ -158,8 +192,10 @@ def _step(args: argparse.Namespace, fresh: bool = True) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     x = rng.normal(size=(args.batch_size, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 3, args.batch_size).astype("int32")
+    from cnncourse import models
+
     keras.utils.set_random_seed(args.seed)
-    model = _step_model()
+    model = models.build("probe_convnet", input_shape=(8, 8, 1), num_classes=3)
     model.compile(optimizer=keras.optimizers.SGD(0.1),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     before = [np.asarray(w, dtype=np.float64) for w in model.get_weights()]
@@ -175,12 +211,12 @@ def _train(args: argparse.Namespace, fresh: bool = True) -> dict[str, Any]:
     from cnncourse.experiments import recipe
     from cnncourse.profiles import Experiment
 
-    split = data.load_split("fashion_mnist", train_size=args.train_size, test_size=args.test_size, seed=0)
+    split = data.load_split(args.dataset, train_size=args.train_size, test_size=args.test_size, seed=0)
     run = Experiment(args.train_size, args.test_size, epochs=args.epochs, batch_size=args.batch_size)
     result, _ = recipe.train(recipe.Recipe(width=args.width), split, run, seed=args.seed, fresh=fresh)
-    return {"test_accuracy": result.test_accuracy, "test_accuracy_plain": result.test_accuracy_plain,
-            "seconds": result.seconds[-1], "images_per_second": result.images_per_second,
-            "val_accuracy": result.val_accuracy}
+    return {"test_accuracy": result.reported_test_accuracy, "test_accuracy_plain": result.test_accuracy,
+            "seconds": result.train_seconds, "images_per_second": result.images_per_second,
+            "val_accuracy": result.history.get("val_accuracy", [])}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", choices=BACKENDS, required=True)
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--task", choices=TASKS, default="train")
+    parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--train-size", type=int, default=4096)
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)

@@ -6,19 +6,21 @@ contribute? The second question is an ablation ("remove one at a time"), which i
 loop if every ingredient is a field of one frozen :class:`Recipe` and :data:`ABLATIONS` says
 how to switch each one off. So the recipe lives here as data + a few functions:
 
-* :func:`build_model` — a small ResNet: a 3×3 stem at 28×28, 2×2 max-pool, then two stages
-  (conv + one residual block of two convs each) at 14×14 and 7×7 with 2w and 4w channels,
-  global average pooling, a linear layer giving logits. Pooling early keeps most of the
-  compute at 14×14 and 7×7, which is what makes it fast on a CPU;
+* :func:`build_model` — the registered ``fast_resnet`` (:mod:`cnncourse.models.fast_resnet`:
+  a 3×3 stem at 28×28, 2×2 max-pool, two stages of a conv and one residual block at 14×14 and
+  7×7 with 2w and 4w channels, global average pooling, logits) with the recipe's switches;
 * :func:`make_optimizer` — SGD with Nesterov momentum and the one-cycle schedule of
-  :class:`cnncourse.reference.optim.OneCycle`, weight decay excluded from BN scales/offsets and biases;
+  :class:`cnncourse.experiments.schedules.OneCycle`, weight decay excluded from BN
+  scales/offsets and biases;
 * :func:`augmenter` — random horizontal flip, optional :class:`cnncourse.layers.RandomShift`
   and :class:`cnncourse.layers.Cutout`, applied per batch in the input pipeline
   (:func:`cnncourse.data.pipeline`: cache → shuffle → batch → augment → prefetch);
-* :func:`train` — one run with per-epoch test accuracy, training time, an optional
-  wall-clock budget (:class:`TimeBudget`) and test-time flip averaging at the end;
-* :func:`ensemble_accuracy`, :func:`ablation` (cached as JSON) and :func:`train_keras_io`,
-  the baseline every time-to-accuracy number is compared with.
+* :func:`train` — one run through the course's one training loop,
+  :func:`cnncourse.experiments.train.fit` (curves, training time on two clocks, an optional
+  time budget, test-time flip averaging at the end);
+* :func:`ensemble_accuracy`, :func:`ablation` (cached in the course's result cache) with
+  :func:`ablation_table`, and :func:`train_keras_io`, the baseline every time-to-accuracy
+  number is compared with.
 
 Everything is Keras (``keras.ops``/layers/losses/optimizers), so it runs on JAX as well; on
 TensorFlow the input pipeline is ``tf.data``. Mixed precision and XLA are switched on only
@@ -30,26 +32,25 @@ convnet and 1,106 → 589 for this network at width 16), and bfloat16 has no fas
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from cnncourse.experiments.cache import write_json
+from cnncourse import checks
+from cnncourse.experiments import cache as result_cache
+from cnncourse.experiments.results import RunResult
+from cnncourse.experiments.schedules import OneCycle, steps_per_epoch
+from cnncourse.experiments.train import accuracy, fit
 from cnncourse.profiles import Experiment
 
 __all__ = [
     "ABLATIONS",
     "ADDITIONS",
+    "Ablation",
     "Recipe",
-    "TimeBudget",
-    "TrainResult",
     "ablation",
     "ablation_table",
     "augmenter",
@@ -57,6 +58,7 @@ __all__ = [
     "ensemble_accuracy",
     "make_loss",
     "make_optimizer",
+    "one_hot",
     "predict",
     "train",
     "train_keras_io",
@@ -99,19 +101,18 @@ class Recipe:
     tta: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("width", "shift", "cutout"):
-            value = getattr(self, name)
-            minimum = 1 if name == "width" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"Recipe.{name} must be an integer >= {minimum}, got {value!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"Recipe.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"Recipe.weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"Recipe.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not self.max_lr > 0 or not 0.0 <= self.momentum < 1.0 or not 0.0 < self.pct_start < 1.0:
-            raise ValueError("Recipe needs max_lr > 0, momentum in [0, 1) and pct_start in (0, 1)")
+        checks.integer("Recipe.width", self.width, minimum=1)
+        checks.integer("Recipe.shift", self.shift, minimum=0)
+        checks.integer("Recipe.cutout", self.cutout, minimum=0)
+        for name in ("residual", "batch_norm", "flip", "decay_norm_and_bias", "nesterov", "tta"):
+            checks.boolean(f"Recipe.{name}", getattr(self, name))
+        checks.rate("Recipe.label_smoothing", self.label_smoothing)
+        checks.non_negative_float("Recipe.weight_decay", self.weight_decay)
+        checks.choice("Recipe.schedule", self.schedule, SCHEDULES)
+        checks.positive_float("Recipe.max_lr", self.max_lr)
+        checks.number("Recipe.momentum", self.momentum, minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        checks.number("Recipe.pct_start", self.pct_start, minimum=0.0, maximum=1.0, exclusive_minimum=True,
+                      exclusive_maximum=True)
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -155,20 +156,6 @@ ADDITIONS: Mapping[str, Mapping[str, Any]] = {
 
 
 # ------------------------------------------------------------------------------- model
-def _conv(x, filters: int, recipe: Recipe, name: str, dtype: Any):
-    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=not recipe.batch_norm, name=f"{name}_conv", dtype=dtype)(x)
-    if recipe.batch_norm:
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn", dtype=dtype)(x)
-    return keras.layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
-
-
-def _stage(x, filters: int, recipe: Recipe, name: str, dtype: Any):
-    x = _conv(x, filters, recipe, f"{name}_in", dtype)
-    y = _conv(x, filters, recipe, f"{name}_a", dtype)
-    y = _conv(y, filters, recipe, f"{name}_b", dtype)
-    return keras.layers.Add(name=f"{name}_add", dtype=dtype)([x, y]) if recipe.residual else y
-
-
 def build_model(
     recipe: Recipe | None = None,
     input_shape: Sequence[int] = (28, 28, 1),
@@ -177,36 +164,19 @@ def build_model(
     dtype: Any = None,
     name: str = "fast_resnet",
 ) -> keras.Model:
-    """The small ResNet of the recipe; outputs logits (the loss applies the softmax).
+    """The recipe's network: the registered ``fast_resnet`` with the recipe's width and switches.
 
-    Layout (``w = recipe.width``): conv w @H → max-pool → [conv 2w, residual block 2w] @H/2
-    → max-pool → [conv 4w, residual block 4w] @H/4 → global average pool → dense. With
-    ``residual=False`` the blocks are plain (two convs, no skip). ``dtype`` is a Keras dtype
-    policy for every layer but the last (e.g. ``"mixed_bfloat16"`` on a GPU).
+    Outputs logits (the loss applies the softmax). ``dtype`` is a Keras dtype policy for every
+    layer but the last (e.g. ``"mixed_bfloat16"`` on a GPU).
     """
+    from cnncourse import models
+
     recipe = recipe or Recipe()
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or shape[0] < 4 or shape[1] < 4:
-        raise ValueError(f"input_shape must be (height, width, channels) with height, width >= 4, got {input_shape!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    w = recipe.width
-    inputs = keras.Input(shape, name="image")
-    x = _conv(inputs, w, recipe, "stem", dtype)
-    x = keras.layers.MaxPooling2D(2, name="pool1", dtype=dtype)(x)
-    x = _stage(x, 2 * w, recipe, "stage1", dtype)
-    x = keras.layers.MaxPooling2D(2, name="pool2", dtype=dtype)(x)
-    x = _stage(x, 4 * w, recipe, "stage2", dtype)
-    x = keras.layers.GlobalAveragePooling2D(name="gap", dtype=dtype)(x)
-    outputs = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return models.build("fast_resnet", input_shape=tuple(input_shape), num_classes=num_classes, width=recipe.width,
+                        residual=recipe.residual, batch_norm=recipe.batch_norm, dtype=dtype, name=name)
 
 
 # ---------------------------------------------------------------- optimizer, loss, data
-def steps_per_epoch(train_size: int, batch_size: int) -> int:
-    return math.ceil(train_size / batch_size)
-
-
 def make_optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimizer:
     """SGD (Nesterov) with one-cycle (or a constant rate), decay off for BN and biases.
 
@@ -214,10 +184,9 @@ def make_optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimiz
     that multiply inputs in check; a BN layer's output does not depend on the scale of the
     conv before it, and shrinking γ, β or a bias only fights the function the net computes.
     """
-    from cnncourse.reference.optim import OneCycle
-
+    total_steps = checks.positive_int("total_steps", total_steps)
     if recipe.schedule == "one_cycle":
-        lr: Any = OneCycle(recipe.max_lr, max(int(total_steps), 2), pct_start=recipe.pct_start)
+        lr: Any = OneCycle(recipe.max_lr, max(total_steps, 2), pct_start=recipe.pct_start)
     else:
         lr = recipe.max_lr / 2
     opt = keras.optimizers.SGD(
@@ -260,118 +229,8 @@ def on_gpu() -> bool:
     return gpu_available()
 
 
-# ---------------------------------------------------------------------------- training
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once the *training* time (validation passes excluded) exceeds a budget.
-
-    A recipe that must finish "within 10 minutes" needs a hard stop that does not depend on
-    how fast this machine is today; Keras checks ``model.stop_training`` after every batch.
-    The validation passes are not counted, because they only draw the curve.
-
-    ``clock="wall"`` counts elapsed seconds. ``clock="cpu"`` counts the CPU time this process
-    received divided by the number of cores, i.e. "seconds of the whole machine": on a quiet
-    machine the two agree (when the work keeps every core busy), while on a machine shared with
-    other jobs only the CPU clock measures the compute the run actually got. Both are recorded.
-    """
-
-    CLOCKS = ("wall", "cpu")
-
-    def __init__(self, seconds: float | None, clock: str = "wall") -> None:
-        super().__init__()
-        if seconds is not None and not seconds > 0:
-            raise ValueError(f"the budget must be None or > 0 seconds, got {seconds!r}")
-        if clock not in self.CLOCKS:
-            raise ValueError(f"clock must be one of {self.CLOCKS}, got {clock!r}")
-        self.budget = seconds
-        self.clock = clock
-        self.elapsed = {"wall": 0.0, "cpu": 0.0}  # training seconds so far, on each clock
-        self.epoch_seconds: list[float] = []  # cumulative wall seconds at each epoch end
-        self.epoch_cpu_seconds: list[float] = []  # cumulative CPU seconds ÷ cores at each epoch end
-        self.stopped = False
-        self._start: dict[str, float] | None = None
-
-    @staticmethod
-    def _now() -> dict[str, float]:
-        return {"wall": time.perf_counter(), "cpu": time.process_time() / (os.cpu_count() or 1)}
-
-    def _spent(self, clock: str) -> float:
-        if self._start is None:
-            return self.elapsed[clock]
-        return self.elapsed[clock] + self._now()[clock] - self._start[clock]
-
-    def _lap(self) -> None:
-        if self._start is not None:
-            now = self._now()
-            for clock in self.CLOCKS:
-                self.elapsed[clock] += now[clock] - self._start[clock]
-            self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = self._now()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.budget is not None and self._start is not None and self._spent(self.clock) > self.budget:
-            self.stopped = True
-            self.model.stop_training = True
-
-    def on_test_begin(self, logs=None):
-        self._lap()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._lap()
-        self.epoch_seconds.append(self.elapsed["wall"])
-        self.epoch_cpu_seconds.append(self.elapsed["cpu"])
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """One run: per-epoch curves against cumulative training time, and the final accuracy."""
-
-    label: str
-    seed: int
-    seconds: list[float]  # cumulative training seconds at the end of each epoch
-    val_accuracy: list[float]  # test accuracy after each epoch (single view)
-    loss: list[float]
-    test_accuracy: float  # final, with test-time flip averaging when the recipe uses it
-    test_accuracy_plain: float  # final, single view
-    images_per_second: float
-    params: int
-    stopped_by_budget: bool = False
-    recipe: dict[str, Any] | None = None
-    cpu_seconds: list[float] | None = None  # cumulative CPU seconds ÷ cores at each epoch end
-
-    @property
-    def epochs(self) -> int:
-        return len(self.val_accuracy)
-
-    def epochs_to(self, target: float) -> int | None:
-        """The first epoch (1-based) whose test accuracy reached ``target``, or ``None``."""
-        for i, acc in enumerate(self.val_accuracy, 1):
-            if acc >= target:
-                return i
-        return None
-
-    def time_to(self, target: float, clock: str = "wall") -> float | None:
-        """Training seconds (``clock`` "wall" or "cpu") until the test accuracy first reached ``target``."""
-        epoch = self.epochs_to(target)
-        if epoch is None:
-            return None
-        return (self.cpu_seconds if clock == "cpu" and self.cpu_seconds else self.seconds)[epoch - 1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: Mapping[str, Any]) -> TrainResult:
-        return cls(**payload)
-
-
-def _accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.argmax(probabilities, axis=-1) == np.asarray(y).reshape(-1)))
-
-
 def predict(model: keras.Model, x: np.ndarray, *, tta: bool = True, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities; with ``tta`` the mean over the image and its mirror."""
+    """Class probabilities of a logits model; with ``tta`` the mean over the image and its mirror."""
     from cnncourse.experiments.tta import flip_average
 
     if tta:
@@ -381,58 +240,11 @@ def predict(model: keras.Model, x: np.ndarray, *, tta: bool = True, batch_size: 
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _fit(
-    model: keras.Model,
-    split: Any,
-    *,
-    epochs: int,
-    batch_size: int,
-    augment: keras.layers.Layer | None,
-    seed: int,
-    label: str,
-    tta: bool,
-    budget_seconds: float | None,
-    clock: str = "wall",
-    callbacks: Iterable[keras.callbacks.Callback] = (),
-    verbose: int = 0,
-    recipe: Recipe | None = None,
-) -> TrainResult:
-    from cnncourse.data import pipeline
-
-    classes = int(model.output_shape[-1])
-    ds = pipeline(split.x_train, one_hot(split.y_train, classes), batch_size, augment=augment, seed=seed)
-    budget = TimeBudget(budget_seconds, clock)
-    history = model.fit(
-        ds,
-        epochs=epochs,
-        shuffle=False,  # the pipeline shuffles (before batching)
-        validation_data=(split.x_test, one_hot(split.y_test, classes)),
-        validation_batch_size=1000,
-        callbacks=[budget, *callbacks],
-        verbose=verbose,
-    )
-    hist = history.history
-    n = len(budget.epoch_seconds)
-    laps = np.diff([0.0, *budget.epoch_seconds])
-    steady = float(np.median(laps[1:])) if n > 1 else (float(laps[0]) if n else math.nan)
-    plain = _accuracy(predict(model, split.x_test, tta=False), split.y_test)
-    final = _accuracy(predict(model, split.x_test, tta=True), split.y_test) if tta else plain
-    return TrainResult(
-        label=label,
-        seed=seed,
-        seconds=[float(s) for s in budget.epoch_seconds],
-        val_accuracy=[float(v) for v in hist.get("val_accuracy", [])][:n],
-        loss=[float(v) for v in hist.get("loss", [])][:n],
-        test_accuracy=final,
-        test_accuracy_plain=plain,
-        images_per_second=len(split.x_train) / steady if steady and steady == steady else math.nan,
-        params=int(model.count_params()),
-        stopped_by_budget=budget.stopped,
-        recipe=None if recipe is None else recipe.to_dict(),
-        cpu_seconds=[float(s) for s in budget.epoch_cpu_seconds],
-    )
+def _flip_averaged(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return predict(model, x, tta=True)
 
 
+# ---------------------------------------------------------------------------- training
 def compile_model(recipe: Recipe, model: keras.Model, total_steps: int) -> keras.Model:
     model.compile(
         optimizer=make_optimizer(recipe, total_steps),
@@ -441,6 +253,11 @@ def compile_model(recipe: Recipe, model: keras.Model, total_steps: int) -> keras
         jit_compile="auto" if on_gpu() else False,
     )
     return model
+
+
+def _check_run(run: Any) -> None:
+    if not isinstance(run, Experiment):
+        raise ValueError(f"run must be a cnncourse Experiment (e.g. prof['recipe']), got {type(run).__name__}")
 
 
 def train(
@@ -455,29 +272,35 @@ def train(
     callbacks: Iterable[keras.callbacks.Callback] = (),
     verbose: int = 0,
     fresh: bool = True,
-) -> tuple[TrainResult, keras.Model]:
+    backup_dir: str | os.PathLike | None = None,
+) -> tuple[RunResult, keras.Model]:
     """Train the recipe's model for ``run.epochs`` (or until the budget), return result and model.
 
-    ``split`` is used as given (a :class:`cnncourse.data.Split`); the one-cycle schedule
-    spans ``run.epochs`` epochs, so a budget that stops the run early also cuts the
-    schedule's annealing tail: choose ``run.epochs`` to fit the budget. ``fresh`` clears the
-    Keras session first; pass ``False`` inside a ``tf.distribute`` scope (clearing the
-    session there would drop the scope's graph state) after clearing it before the scope.
+    One run of :func:`cnncourse.experiments.train.fit` on the recipe's input pipeline (flip,
+    shift, cutout as the recipe says), with one-hot targets (label smoothing) and, when
+    ``recipe.tta``, test-time flip averaging at the end (``result.test_accuracy_tta``;
+    ``result.reported_test_accuracy`` is the recipe's number). ``split`` is used as given; the
+    one-cycle schedule spans ``run.epochs`` epochs, so a budget that stops the run early also
+    cuts the schedule's annealing tail: choose ``run.epochs`` to fit the budget. ``fresh``
+    clears the Keras session first; pass ``False`` inside a ``tf.distribute`` scope (clearing
+    the session there would drop the scope's graph state) after clearing it before the scope.
     """
-    if not isinstance(run, Experiment):
-        raise ValueError(f"run must be a cnncourse Experiment (e.g. prof['recipe']), got {type(run).__name__}")
+    from cnncourse.data import pipeline
+
+    _check_run(run)
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"recipe must be a cnncourse.experiments.recipe.Recipe, got {type(recipe).__name__}")
     if fresh:
         keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     dtype = "mixed_bfloat16" if on_gpu() else None
     model = build_model(recipe, split.x_train.shape[1:], int(split.num_classes), dtype=dtype)
-    total = run.epochs * steps_per_epoch(len(split.x_train), run.batch_size)
-    compile_model(recipe, model, total)
-    result = _fit(
-        model, split, epochs=run.epochs, batch_size=run.batch_size, augment=augmenter(recipe, seed), seed=seed,
-        label=label, tta=recipe.tta, budget_seconds=budget_seconds, clock=clock, callbacks=callbacks,
-        verbose=verbose, recipe=recipe,
-    )
+    compile_model(recipe, model, run.epochs * steps_per_epoch(len(split.x_train), run.batch_size))
+    inputs = pipeline(split.x_train, one_hot(split.y_train, split.num_classes), run.batch_size,
+                      augment=augmenter(recipe, seed), seed=seed)
+    result = fit(model, split, run, seed=seed, label=label, callbacks=callbacks, verbose=verbose, inputs=inputs,
+                 one_hot=True, budget_seconds=budget_seconds, clock=clock,
+                 test_time=_flip_averaged if recipe.tta else None, config=recipe.to_dict(), backup_dir=backup_dir)
     return result, model
 
 
@@ -490,33 +313,24 @@ def train_keras_io(
     budget_seconds: float | None = None,
     clock: str = "wall",
     verbose: int = 0,
-) -> tuple[TrainResult, keras.Model]:
-    """The baseline: keras.io's MNIST convnet (34,826 parameters), Adam, batch 128, no tricks."""
+) -> tuple[RunResult, keras.Model]:
+    """The baseline: keras.io's MNIST convnet (34,826 parameters), Adam, batch 128, no tricks.
+
+    Trained through the same loop and input pipeline as the recipe, so the two are timed alike.
+    """
     from cnncourse import models
+    from cnncourse.data import pipeline
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+    run = Experiment(len(split.x_train), len(split.x_test), epochs=epochs, batch_size=batch_size)
     model = models.build("keras_io_convnet", input_shape=split.x_train.shape[1:], num_classes=int(split.num_classes))
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
-    # the convnet ends in a softmax: predict() must not apply a second one
-    result = _fit(
-        _ProbabilitiesAsLogits(model), split, epochs=epochs, batch_size=batch_size, augment=None, seed=seed,
-        label="keras-io convnet", tta=False, budget_seconds=budget_seconds, clock=clock, verbose=verbose,
-    )
+    inputs = pipeline(split.x_train, one_hot(split.y_train, split.num_classes), batch_size, seed=seed)
+    result = fit(model, split, run, seed=seed, label="keras-io convnet", verbose=verbose, inputs=inputs, one_hot=True,
+                 budget_seconds=budget_seconds, clock=clock,
+                 config={"model": "keras_io_convnet", "optimizer": "adam", "batch_size": batch_size})
     return result, model
-
-
-class _ProbabilitiesAsLogits:
-    """Lets :func:`_fit` treat a softmax model like a logits model (log p has the same softmax)."""
-
-    def __init__(self, model: keras.Model) -> None:
-        self._model = model
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-    def predict(self, x, **kwargs):
-        return np.log(np.clip(np.asarray(self._model.predict(x, **kwargs), dtype=np.float64), 1e-12, None))
 
 
 # ---------------------------------------------------------------------- ensembles, ablation
@@ -524,12 +338,35 @@ def ensemble_accuracy(members: Sequence[keras.Model], x: np.ndarray, y: np.ndarr
     """Accuracy of the mean class probabilities of several models (each with optional TTA)."""
     if not members:
         raise ValueError("an ensemble needs at least one model")
-    mean = np.mean([predict(m, x, tta=tta) for m in members], axis=0)
-    return _accuracy(mean, y)
+    return accuracy(np.mean([predict(m, x, tta=tta) for m in members], axis=0), y)
 
 
-def _run_key(run: Experiment) -> dict[str, Any]:
-    return {"train_size": run.train_size, "test_size": run.test_size, "epochs": run.epochs, "batch_size": run.batch_size}
+@dataclasses.dataclass
+class Ablation:
+    """The recipe ablation: one run per row (full recipe, each ``− ingredient``, each ``+ addition``).
+
+    ``ensemble`` (when asked for) holds ``{"members": [accuracy, ...], "ensemble": accuracy}``.
+    """
+
+    rows: dict[str, RunResult]
+    ensemble: dict[str, Any] | None = None
+
+    @property
+    def full(self) -> RunResult:
+        return self.rows["full recipe"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": {k: r.to_dict() for k, r in self.rows.items()}, "ensemble": self.ensemble}
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> Ablation:
+        rows = {str(k): RunResult.from_dict(r) for k, r in payload["rows"].items()}
+        if "full recipe" not in rows:
+            raise ValueError("an ablation record needs its 'full recipe' row")
+        ensemble = payload.get("ensemble")
+        if ensemble is not None and not isinstance(ensemble, dict):
+            raise ValueError("the ensemble record must be a mapping")
+        return cls(rows, ensemble)
 
 
 def ablation(
@@ -542,75 +379,73 @@ def ablation(
     ensemble: int = 0,
     seed: int = 0,
     cache: str | os.PathLike | None = None,
+    recompute: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> Ablation:
     """The full recipe, then each ingredient removed in turn, then each of ``additions`` (default:
     all of :data:`ADDITIONS`) added in turn; optionally an ensemble.
 
-    Returns ``{"run": ..., "base": ..., "rows": {label: TrainResult dict}, "ensemble": ...}``.
     ``ensemble`` > 1 trains that many full-recipe models (seeds ``seed, seed+1, ...``; the
     first is the base run) and reports each member's and the ensemble's accuracy. With
-    ``cache``, a JSON file from an identical call (same recipe, sizes, ingredients) is
-    reused instead of training; anything different retrains and overwrites it.
+    ``cache`` (a JSON path), a study trained before under the same key — recipe, ingredients,
+    additions, ensemble, seed, sizes, the data's name and fingerprint, backend, device — is
+    reused; anything else (or ``recompute=True``) trains again and rewrites it.
     """
+    _check_run(run)
     chosen = list(ABLATIONS) if ingredients is None else list(ingredients)
     added = list(ADDITIONS) if additions is None else list(additions)
     for name in chosen:  # an unknown name raises here, before any training
         base.without(name)
     for name in added:
         base.plus(name)
-    key = {"run": _run_key(run), "base": base.to_dict(), "ingredients": chosen, "additions": added,
-           "ensemble": ensemble, "seed": seed, "train": len(split.x_train), "test": len(split.x_test)}
-    path = Path(cache) if cache is not None else None
-    if path is not None and path.exists():
-        payload = json.loads(path.read_text())
-        if payload.get("key") == key:
-            return payload
-    rows: dict[str, Any] = {}
-    members: list[keras.Model] = []
-
-    def log(label: str, r: TrainResult) -> None:
+    ensemble = checks.integer("ensemble", ensemble, minimum=0)
+    store = result_cache.ResultCache(cache, recompute=recompute)
+    key = result_cache.key(config={"base": base.to_dict(), "ingredients": chosen, "additions": added,
+                                   "ensemble": ensemble, "seed": seed}, sizes=run, split=split)
+    found = store.get("ablation", key, Ablation.from_dict)
+    if found is not None:
         if progress:
-            print(f"{label:<24} test accuracy {r.test_accuracy:.4f}  ({r.seconds[-1]:.0f} s)", flush=True)
+            print(f"reusing {cache}: the same recipe, ingredients, data and sizes (recompute=True trains again)")
+        return found
 
+    def log(label: str, r: RunResult) -> None:
+        if progress:
+            print(f"{label:<24} test accuracy {r.reported_test_accuracy:.4f}  ({r.train_seconds:.0f} s)", flush=True)
+
+    rows: dict[str, RunResult] = {}
     full, model = train(base, split, run, seed=seed, label="full recipe")
-    rows["full recipe"] = full.to_dict()
+    rows["full recipe"] = full
     log("full recipe", full)
-    if ensemble > 1:
-        members.append(model)
+    members = [model] if ensemble > 1 else []
     for name in chosen:
         if name in EVALUATION_ONLY:  # the same trained model, evaluated without the ingredient
-            r = dataclasses.replace(full, label=f"− {name}", test_accuracy=full.test_accuracy_plain,
-                                    recipe=base.without(name).to_dict())
+            r = dataclasses.replace(full, label=f"− {name}", test_accuracy_tta=None,
+                                    config=base.without(name).to_dict())
         else:
             r, _ = train(base.without(name), split, run, seed=seed, label=f"− {name}")
-        rows[f"− {name}"] = r.to_dict()
+        rows[f"− {name}"] = r
         log(f"− {name}", r)
     for name in added:
         r, _ = train(base.plus(name), split, run, seed=seed, label=f"+ {name}")
-        rows[f"+ {name}"] = r.to_dict()
+        rows[f"+ {name}"] = r
         log(f"+ {name}", r)
-    payload: dict[str, Any] = {"key": key, "rows": rows}
+    summary = None
     if ensemble > 1:
         for k in range(1, ensemble):
             _, m = train(base, split, run, seed=seed + k, label=f"member {k}")
             members.append(m)
-        singles = [_accuracy(predict(m, split.x_test, tta=base.tta), split.y_test) for m in members]
-        payload["ensemble"] = {
-            "members": singles,
-            "ensemble": ensemble_accuracy(members, split.x_test, split.y_test, tta=base.tta),
-        }
-    if path is not None:
-        write_json(path, payload)
-    return payload
+        singles = [accuracy(predict(m, split.x_test, tta=base.tta), split.y_test) for m in members]
+        summary = {"members": singles, "ensemble": ensemble_accuracy(members, split.x_test, split.y_test, tta=base.tta)}
+    study = Ablation(rows, summary)
+    store.put("ablation", key, study.to_dict())
+    return study
 
 
-def ablation_table(payload: Mapping[str, Any]) -> str:
-    """Markdown: each row's final accuracy and its difference from the full recipe."""
-    rows = payload["rows"]
-    full = rows["full recipe"]["test_accuracy"]
+def ablation_table(study: Ablation) -> str:
+    """Markdown: each row's accuracy (as its recipe reports it) and its difference from the full recipe."""
+    full = study.full.reported_test_accuracy
     lines = ["| recipe | test accuracy | change vs full |", "|:---|---:|---:|"]
-    for label, r in rows.items():
-        delta = "" if label == "full recipe" else f"{100 * (r['test_accuracy'] - full):+.2f} pts"
-        lines.append(f"| {label} | {r['test_accuracy']:.4f} | {delta} |")
+    for label, r in study.rows.items():
+        delta = "" if label == "full recipe" else f"{100 * (r.reported_test_accuracy - full):+.2f} pts"
+        lines.append(f"| {label} | {r.reported_test_accuracy:.4f} | {delta} |")
     return "\n".join(lines)

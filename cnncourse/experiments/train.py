@@ -1,49 +1,58 @@
-"""Training helpers shared by every notebook that trains: one run, several seeds, comparisons.
+"""The one training loop of the course: one run, several seeds, several contenders.
 
-The notebooks compare things (optimizers, initializations, normalization, architectures), and
-a comparison is only honest when every contender gets the same data, the same budget and
-several seeds. This module is that one place: :func:`fit` trains one compiled model for an
-:class:`~cnncourse.profiles.Experiment`'s budget, :func:`run_seeds` repeats it over seeds and
-:func:`compare` over contenders, returning a :class:`Comparison` that prints a mean ± std
-table and plots mean ± std bands. Keras' own ``model.fit`` does the training; what is added
-here is bookkeeping (timing, throughput, seeds) and presentation.
+Every experiment that trains — a notebook's comparison of optimizers, the Zhang et al. grid,
+the architectures table, notebook 10's recipe — goes through :func:`fit`, the only place the
+course calls ``model.fit``. What it adds to Keras' loop is bookkeeping that has to be the same
+everywhere for results to be comparable:
 
-It stays backend-neutral: data are NumPy arrays (Keras shuffles them each epoch), so the same
-code runs on TensorFlow, JAX or PyTorch.
+* a :class:`~cnncourse.experiments.results.RunResult` per run (history, training time on the
+  wall and CPU clocks, throughput, test accuracy, parameters, the configuration);
+* **validation discipline**: with a validation set in the split the per-epoch curve is
+  measured on it and the test set is evaluated once, at the end; without one the curve is on
+  the test set and the result says so (``validation_source``);
+* an optional time budget (:class:`~cnncourse.experiments.callbacks.EpochTimer`), test-time
+  augmentation at the end, live curves, and safe, resumable backups
+  (:mod:`cnncourse.experiments.backup`).
+
+:func:`run_seeds` repeats a run over seeds and :func:`compare` over contenders, returning a
+:class:`~cnncourse.experiments.results.Comparison` (a mean ± std table and bands), optionally
+cached (:mod:`cnncourse.experiments.cache`). Data are NumPy arrays, or an input pipeline (a
+``tf.data.Dataset`` or ``keras.utils.PyDataset``), so the same code runs on every backend.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import keras
 import numpy as np
 
-from cnncourse.experiments.cache import write_json
+from cnncourse import checks
+from cnncourse.experiments.backup import BackupError, RunBackup
+from cnncourse.experiments.callbacks import EpochTimer, LivePlot
+from cnncourse.experiments.results import Comparison, RunResult
 from cnncourse.profiles import Experiment
 
 __all__ = [
+    "BackupError",
     "Comparison",
     "EpochTimer",
     "LivePlot",
     "RunResult",
+    "accuracy",
     "compare",
     "fit",
     "run_seeds",
 ]
 
+EVAL_BATCH = 1000  # evaluation has no gradients to hold: larger batches only make it faster
+
 
 class SplitLike(Protocol):
-    """What :func:`fit` needs from a dataset: ``cnncourse.data.Split`` has these four arrays."""
+    """What :func:`fit` needs from a dataset (``cnncourse.data.Split`` has it; ``x_val``/``y_val`` optional)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -51,125 +60,27 @@ class SplitLike(Protocol):
     y_test: np.ndarray
 
 
-@dataclasses.dataclass
-class RunResult:
-    """Everything one training run produced, small enough to keep thousands in memory or JSON."""
-
-    label: str
-    seed: int
-    history: dict[str, list[float]]
-    test_loss: float
-    test_accuracy: float
-    train_seconds: float
-    images_per_second: float
-    params: int
-
-    @property
-    def epochs(self) -> int:
-        return len(self.history.get("loss", []))
-
-    def final(self, metric: str) -> float:
-        """Last-epoch value of a history metric, or a summary field such as ``test_accuracy``."""
-        if metric in self.history:
-            return self.history[metric][-1]
-        if metric in _SUMMARY_FIELDS:
-            return float(getattr(self, metric))
-        known = sorted(set(self.history) | set(_SUMMARY_FIELDS))
-        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(known)}")
-
-
-_SUMMARY_FIELDS = ("test_loss", "test_accuracy", "train_seconds", "images_per_second", "params")
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Times the training part of each epoch, leaving out the validation pass.
-
-    Throughput (images/s) is reported from these times; the first epoch includes tracing and
-    compilation, so :attr:`steady_seconds` ignores it when there is more than one epoch.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-        self._start: float | None = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def _stop(self) -> None:
-        if self._start is not None:
-            self.seconds.append(time.perf_counter() - self._start)
-            self._start = None
-
-    def on_test_begin(self, logs=None):  # validation starts: the training part of the epoch is over
-        self._stop()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._stop()
-
-    @property
-    def steady_seconds(self) -> float:
-        """Median epoch time after the first (compilation) epoch, or the only one there is."""
-        steady = self.seconds[1:] or self.seconds
-        return float(statistics.median(steady)) if steady else math.nan
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
-
-
-class LivePlot(keras.callbacks.Callback):
-    """Redraws loss and accuracy curves after every epoch while a model trains.
-
-    In JupyterLab the figure updates in place; anywhere else (``make course``, a terminal,
-    CI) it degrades to one plain text line per epoch, so the same notebook runs headless.
-    """
-
-    def __init__(self, title: str = "training", metrics: Sequence[str] = ("loss", "accuracy")) -> None:
-        super().__init__()
-        self.title = title
-        self.metrics = tuple(metrics)
-        self.logs: dict[str, list[float]] = {}
-        self._handle = None
-        self.graphical = _in_notebook()
-
-    def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            self.logs.setdefault(key, []).append(float(value))
-        if self.graphical:
-            self._draw()
-        else:
-            shown = "  ".join(f"{k} {v[-1]:.4f}" for k, v in self.logs.items() if k.removeprefix("val_") in self.metrics)
-            print(f"{self.title} · epoch {epoch + 1}: {shown}", flush=True)
-
-    def _draw(self) -> None:
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-
-        fig, axes = plt.subplots(1, len(self.metrics), figsize=(5 * len(self.metrics), 3.2))
-        for ax, metric in zip(np.atleast_1d(axes), self.metrics):
-            for key, label in ((metric, "train"), (f"val_{metric}", "test")):
-                if key in self.logs:
-                    epochs = np.arange(1, len(self.logs[key]) + 1)
-                    ax.plot(epochs, self.logs[key], marker="o", label=label)
-            ax.set(title=f"{self.title}: {metric}", xlabel="epoch", ylabel=metric)
-            ax.legend()
-        fig.tight_layout()
-        if self._handle is None:
-            self._handle = display(fig, display_id=True)
-        else:
-            self._handle.update(fig)
-        plt.close(fig)
-
-
 def _check_run(run: Experiment) -> None:
     if not isinstance(run, Experiment):
         raise ValueError(f"run must be a cnncourse Experiment (e.g. prof['optimizers']), got {type(run).__name__}")
+
+
+def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
+    """Share of rows whose largest score is at the label."""
+    return float(np.mean(np.argmax(np.asarray(probabilities), axis=-1) == np.asarray(y).reshape(-1)))
+
+
+def _one_hot(y: np.ndarray, classes: int) -> np.ndarray:
+    return np.eye(classes, dtype=np.float32)[np.asarray(y).reshape(-1)]
+
+
+def _held_out(data: SplitLike, validation: bool) -> tuple[Any, Any, str | None]:
+    if not validation:
+        return None, None, None
+    x_val = getattr(data, "x_val", None)
+    if x_val is not None and len(x_val):
+        return x_val, data.y_val, "validation"  # type: ignore[attr-defined]
+    return data.x_test, data.y_test, "test"
 
 
 def fit(
@@ -185,58 +96,119 @@ def fit(
     validation: bool = True,
     shuffle: bool = True,
     backup_dir: str | os.PathLike | None = None,
+    inputs: Any = None,
+    one_hot: bool = False,
+    budget_seconds: float | None = None,
+    clock: str = "wall",
+    test_time: Callable[[keras.Model, np.ndarray], np.ndarray] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Train a compiled model for ``run.epochs`` at ``run.batch_size`` and summarise the run.
 
-    The test split is evaluated after every epoch (``val_*`` in the history) so curves can be
-    drawn; the notebooks never tune on it. ``data`` is used as given: subset it with
-    ``cnncourse.data.load_split(..., train_size=run.train_size)`` first. With ``backup_dir``,
-    Keras' ``BackupAndRestore`` makes the run resumable after an interruption: weights,
-    optimizer state and the epoch counter are restored (the shuffling order is not, so only a
-    run with ``shuffle=False`` and no dropout resumes to bit-identical weights).
+    ``data`` is used as given (subset it with ``cnncourse.data.load_split(...,
+    train_size=run.train_size)`` first). Per epoch, the ``val_*`` history is measured on
+    ``data.x_val`` when the split has a validation set, else on the test set
+    (``result.validation_source`` says which; ``validation=False`` measures nothing per
+    epoch). The test set is evaluated once at the end: ``result.test_accuracy``.
+
+    ``inputs``: an input pipeline yielding ``(images, targets)`` batches (``tf.data`` or a
+    ``PyDataset``, e.g. ``cnncourse.data.pipeline``) to train on instead of the split's arrays;
+    it does its own batching and shuffling. ``one_hot``: the model's loss wants one-hot targets
+    (label smoothing), so the held-out labels are encoded to match. ``budget_seconds`` stops
+    training on ``clock`` ("wall" or "cpu"). ``test_time(model, x)`` returns class
+    probabilities with test-time augmentation: its accuracy is ``result.test_accuracy_tta``.
+    ``config`` (the recipe as a dict) is stored in the result.
+
+    ``backup_dir``: the run backs up every epoch into its own folder ``backup_dir/<label>-seed<seed>``
+    and a second call with the same label and seed resumes there, printing that it does; the
+    result then holds the whole history. The course never deletes anything it did not write
+    (see :mod:`cnncourse.experiments.backup`). Shuffling is not part of the checkpoint, so
+    only a run with ``shuffle=False`` and no dropout resumes to bit-identical weights.
     """
     _check_run(run)
     if not getattr(model, "compiled", False) and getattr(model, "optimizer", None) is None:
         raise ValueError("compile the model first (with metrics=['accuracy']) before calling fit()")
-    timer = EpochTimer()
+    seed = checks.integer("seed", seed, minimum=0)
+    checks.boolean("one_hot", one_hot)
+    if test_time is not None and not callable(test_time):
+        raise ValueError(f"test_time must be None or a function (model, x) -> probabilities, got {test_time!r}")
+    classes = int(model.output_shape[-1])
+    encode = (lambda y: _one_hot(y, classes)) if one_hot else (lambda y: y)
+    timer = EpochTimer(budget_seconds, clock)
+    backup = None if backup_dir is None else RunBackup.open(backup_dir, label, seed)
+    if backup is not None and backup.resumed_epoch:
+        print(f"resuming {label} seed {seed} from epoch {backup.resumed_epoch} "
+              f"(epochs 1-{backup.resumed_epoch} of {run.epochs} restored from {backup.folder})", flush=True)
+        timer = EpochTimer(budget_seconds, clock, start_seconds=backup.seconds[-1],
+                           start_cpu_seconds=backup.cpu_seconds[-1])
+    x_held, y_held, source = _held_out(data, validation)
     extra = [timer, *callbacks]
     if live:
         extra.append(LivePlot(title=label))
-    if backup_dir is not None:
-        extra.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
+    for callback in extra:
+        if isinstance(callback, LivePlot) and callback.held_out is None:
+            callback.held_out = source
+    if backup is not None:
+        extra += backup.callbacks(timer)
+    eval_batch = max(run.batch_size, EVAL_BATCH)
+    train_args: dict[str, Any] = (
+        {"x": data.x_train, "y": encode(data.y_train), "batch_size": run.batch_size, "shuffle": shuffle}
+        if inputs is None else {"x": inputs, "shuffle": False}
+    )
     history = model.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=run.batch_size,
+        **train_args,
         epochs=run.epochs,
-        validation_data=(data.x_test, data.y_test) if validation else None,
-        shuffle=shuffle,
+        validation_data=None if source is None else (x_held, encode(y_held)),
+        validation_batch_size=eval_batch if source is not None else None,
         callbacks=extra,
         verbose=verbose,
     )
-    hist = {key: [float(v) for v in values] for key, values in history.history.items()}
-    if validation and "val_loss" in hist:
-        test_loss = hist["val_loss"][-1]
-        test_accuracy = hist.get("val_accuracy", [math.nan])[-1]
-    else:
-        scores = model.evaluate(data.x_test, data.y_test, batch_size=run.batch_size, verbose=0, return_dict=True)
-        test_loss, test_accuracy = float(scores["loss"]), float(scores.get("accuracy", math.nan))
-    return RunResult(
+    hist = {k: [float(v) for v in values] for k, values in (backup.history if backup else {}).items()}
+    for key, values in history.history.items():
+        hist.setdefault(key, []).extend(float(v) for v in values)
+    scores = model.evaluate(data.x_test, encode(data.y_test), batch_size=eval_batch, verbose=0, return_dict=True)
+    tta = None if test_time is None else accuracy(test_time(model, data.x_test), data.y_test)
+    result = RunResult(
         label=label,
         seed=seed,
         history=hist,
-        test_loss=float(test_loss),
-        test_accuracy=float(test_accuracy),
-        train_seconds=float(sum(timer.seconds)),
-        images_per_second=float(len(data.x_train) / timer.steady_seconds) if timer.seconds else math.nan,
+        test_loss=float(scores["loss"]),
+        test_accuracy=float(scores.get("accuracy", scores.get("categorical_accuracy", np.nan))),
+        seconds=[*(backup.seconds if backup else []), *timer.seconds],
+        cpu_seconds=[*(backup.cpu_seconds if backup else []), *timer.cpu_seconds],
+        images_per_second=float(len(data.x_train) / timer.steady_seconds) if timer.laps else float("nan"),
         params=int(model.count_params()),
+        validation_source=source,
+        test_accuracy_tta=tta,
+        stopped_by_budget=timer.stopped,
+        resumed_from_epoch=backup.resumed_epoch if backup is not None and backup.resumed_epoch else None,
+        config=None if config is None else dict(config),
     )
+    if backup is not None:
+        backup.finish()
+    return result
 
 
 def _fresh_start(seed: int) -> None:
     """Forget the previous model and seed every generator, so each run starts the same way."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+
+
+def _seeds(run: Experiment, seeds: Iterable[int] | None) -> list[int]:
+    chosen = list(range(run.seeds) if seeds is None else seeds)
+    if not chosen:
+        raise ValueError("seeds must name at least one seed")
+    return [checks.integer("every seed", s, minimum=0) for s in chosen]
+
+
+def _progress_line(name: str, done: int, total: int, result: RunResult) -> None:
+    print(
+        f"[{done}/{total}] {name}: test accuracy {result.test_accuracy:.4f}, "
+        f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s",
+        flush=True,
+        file=sys.stdout,
+    )
 
 
 def run_seeds(
@@ -249,11 +221,9 @@ def run_seeds(
     progress: bool = True,
     **fit_kwargs: Any,
 ) -> list[RunResult]:
-    """Train ``make_model(seed)`` once per seed (default ``range(run.seeds)``)."""
+    """Train ``make_model(seed)`` once per seed (default ``range(run.seeds)``), each from a fresh session."""
     _check_run(run)
-    chosen = list(range(run.seeds) if seeds is None else seeds)
-    if not chosen:
-        raise ValueError("seeds must name at least one seed")
+    chosen = _seeds(run, seeds)
     results = []
     for i, seed in enumerate(chosen, 1):
         _fresh_start(seed)
@@ -264,15 +234,6 @@ def run_seeds(
     return results
 
 
-def _progress_line(name: str, done: int, total: int, result: RunResult) -> None:
-    print(
-        f"[{done}/{total}] {name}: test accuracy {result.test_accuracy:.4f}, "
-        f"{result.train_seconds:.1f} s, {result.images_per_second:,.0f} images/s",
-        flush=True,
-        file=sys.stdout,
-    )
-
-
 def compare(
     makers: Mapping[str, Callable[[int], keras.Model]],
     data: SplitLike,
@@ -280,13 +241,37 @@ def compare(
     *,
     seeds: Iterable[int] | None = None,
     progress: bool = True,
+    cache: str | os.PathLike | None = None,
+    recompute: bool = False,
+    config: Mapping[str, Any] | None = None,
     **fit_kwargs: Any,
 ) -> Comparison:
-    """Train every contender over the same seeds and budget; the result prints as a table."""
+    """Train every contender over the same seeds and budget; the result prints as a table.
+
+    With ``cache`` (a JSON path), a comparison trained before under the same key is reused:
+    the key holds ``config`` (what the makers build and how they train: required with a cache,
+    since the makers are code the cache cannot read), the contenders, the seeds, the sizes,
+    the data's fingerprint, the backend and the device. ``recompute=True`` trains again.
+    """
+    from cnncourse.experiments import cache as result_cache
+
     _check_run(run)
     if not makers:
         raise ValueError("makers must hold at least one contender: {'label': make_model}")
-    chosen = list(range(run.seeds) if seeds is None else seeds)
+    chosen = _seeds(run, seeds)
+    key = None
+    if cache is not None:
+        if config is None:
+            raise ValueError("compare(cache=...) needs config=: the recipe of what the makers build, as a dict, "
+                             "so that a changed recipe is trained again instead of read from the cache")
+        plain = {k: v for k, v in fit_kwargs.items() if isinstance(v, (bool, int, float, str, type(None)))}
+        key = result_cache.key(config=dict(config), sizes=run, split=data, contenders=list(makers), seeds=chosen,
+                               fit=plain)
+        found = Comparison.load(cache, key) if not recompute else None
+        if found is not None:
+            if progress:
+                print(f"reusing {cache}: the same contenders, recipe, data and sizes (recompute=True trains again)")
+            return found
     total, done = len(makers) * len(chosen), 0
     results: dict[str, list[RunResult]] = {}
     for label, make_model in makers.items():
@@ -298,118 +283,7 @@ def compare(
             done += 1
             if progress:
                 _progress_line(f"{label} seed {seed}", done, total, result)
-    return Comparison(results)
-
-
-_PRETTY = {
-    "loss": "training loss",
-    "accuracy": "training accuracy",
-    "val_loss": "test loss",
-    "val_accuracy": "test accuracy",
-}
-
-
-@dataclasses.dataclass
-class Comparison:
-    """Results of several contenders over several seeds: a table, curves, and summary numbers."""
-
-    results: dict[str, list[RunResult]]
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.results)
-
-    def _values(self, label: str, metric: str) -> list[float]:
-        if label not in self.results:
-            raise ValueError(f"unknown contender {label!r}; contenders: {', '.join(self.results)}")
-        return [r.final(metric) for r in self.results[label]]
-
-    def mean(self, label: str, metric: str = "test_accuracy") -> float:
-        return float(np.mean(self._values(label, metric)))
-
-    def std(self, label: str, metric: str = "test_accuracy") -> float:
-        """Sample standard deviation over seeds (0 for a single seed)."""
-        values = self._values(label, metric)
-        return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-    def best(self, metric: str = "test_accuracy", *, higher_is_better: bool = True) -> str:
-        key = lambda label: self.mean(label, metric)  # noqa: E731
-        return max(self.labels, key=key) if higher_is_better else min(self.labels, key=key)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per contender: mean/std of test accuracy and loss, time, throughput, seeds."""
-        rows = []
-        for label, runs in self.results.items():
-            rows.append(
-                {
-                    "label": label,
-                    "test_accuracy": self.mean(label),
-                    "test_accuracy_std": self.std(label),
-                    "train_loss": self.mean(label, "loss"),
-                    "train_seconds": self.mean(label, "train_seconds"),
-                    "images_per_second": self.mean(label, "images_per_second"),
-                    "params": runs[0].params,
-                    "seeds": len(runs),
-                }
-            )
-        return rows
-
-    def table(self) -> str:
-        """A Markdown table, also readable as plain text."""
-        head = "| model | test accuracy (mean ± std) | final training loss | time / run | images/s | params | seeds |"
-        lines = [head, "|---|---|---|---|---|---|---|"]
-        for row in self.rows():
-            lines.append(
-                f"| {row['label']} | {row['test_accuracy']:.4f} ± {row['test_accuracy_std']:.4f} "
-                f"| {row['train_loss']:.4f} | {row['train_seconds']:.1f} s "
-                f"| {row['images_per_second']:,.0f} | {row['params']:,} | {row['seeds']} |"
-            )
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
-
-    def _repr_markdown_(self) -> str:
-        return self.table()
-
-    def curves(self, label: str, metric: str) -> np.ndarray:
-        """Per-epoch values of ``metric``, shape (seeds, epochs)."""
-        if label not in self.results:
-            raise ValueError(f"unknown contender {label!r}; contenders: {', '.join(self.results)}")
-        runs = self.results[label]
-        missing = [r.seed for r in runs if metric not in r.history]
-        if missing:
-            raise ValueError(f"metric {metric!r} not recorded; recorded: {', '.join(sorted(runs[0].history))}")
-        return np.array([r.history[metric] for r in runs], dtype=float)
-
-    def plot(self, metric: str = "val_accuracy", ax=None, title: str | None = None, logy: bool = False):
-        """Mean ± std band per contender over epochs; returns the matplotlib Axes."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 4))
-        for label in self.labels:
-            values = self.curves(label, metric)
-            epochs = np.arange(1, values.shape[1] + 1)
-            mean = values.mean(axis=0)
-            (line,) = ax.plot(epochs, mean, marker="o", markersize=3, label=f"{label} (n={len(values)})")
-            if len(values) > 1:
-                std = values.std(axis=0, ddof=1)
-                ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        pretty = _PRETTY.get(metric, metric)
-        ax.set(title=title or f"{pretty}: mean ± std over seeds", xlabel="epoch", ylabel=pretty)
-        if logy:
-            ax.set_yscale("log")
-        ax.legend(fontsize="small")
-        ax.grid(alpha=0.3)
-        return ax
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the results as JSON (atomic), so a long experiment's table can be reused."""
-        payload = {label: [dataclasses.asdict(r) for r in runs] for label, runs in self.results.items()}
-        return write_json(path, payload)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Comparison:
-        payload = json.loads(Path(path).read_text())
-        return cls({label: [RunResult(**r) for r in runs] for label, runs in payload.items()})
+    comparison = Comparison(results)
+    if cache is not None and key is not None:
+        comparison.save(cache, key)
+    return comparison

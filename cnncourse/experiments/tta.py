@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from cnncourse import checks
+
 __all__ = ["CROP_NAMES", "flip_average", "horizontal_flip", "ten_crop_predict", "ten_crop_views", "ten_crops"]
 
 CROP_NAMES = (
@@ -42,9 +44,7 @@ def _check_images(x) -> np.ndarray:
 
 
 def _check_batch_size(batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
+    return checks.positive_int("batch_size", batch_size)
 
 
 def _probabilities(model, x: np.ndarray, batch_size: int, from_logits: bool) -> np.ndarray:

@@ -33,6 +33,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from cnncourse import checks
+
 __all__ = [
     "BottleneckCost",
     "ModuleCost",
@@ -51,12 +55,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- arithmetic
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def conv_output_size(w: int, f: int, p: int = 0, s: int = 1) -> int:
     """Output width ``(W − F + 2P)/S + 1`` of a convolution or pooling window.
 
@@ -64,10 +62,10 @@ def conv_output_size(w: int, f: int, p: int = 0, s: int = 1) -> int:
     rounding silently (as frameworks do), this raises, naming the values, so the reader sees
     why e.g. AlexNet's 224×224 input only works as 227×227.
     """
-    _positive_int(w, "w (input size)")
-    _positive_int(f, "f (filter size)")
-    _positive_int(p, "p (padding)", minimum=0)
-    _positive_int(s, "s (stride)")
+    w = checks.integer("w (input size)", w, minimum=1)
+    f = checks.integer("f (filter size)", f, minimum=1)
+    p = checks.integer("p (padding)", p, minimum=0)
+    s = checks.integer("s (stride)", s, minimum=1)
     span = w - f + 2 * p
     if span < 0:
         raise ValueError(f"filter f={f} is larger than the padded input w + 2p = {w + 2 * p} (w={w}, p={p})")
@@ -80,20 +78,20 @@ def conv_output_size(w: int, f: int, p: int = 0, s: int = 1) -> int:
 
 
 def _kernel(f: Any) -> tuple[int, int]:
-    if isinstance(f, int) and not isinstance(f, bool):
+    if isinstance(f, (int, np.integer)) and not isinstance(f, bool):
         f = (f, f)
     try:
         kh, kw = f
     except (TypeError, ValueError):
         raise ValueError(f"f must be an int or a (height, width) pair, got {f!r}") from None
-    return _positive_int(kh, "f (filter height)"), _positive_int(kw, "f (filter width)")
+    return checks.integer("f (filter height)", kh, minimum=1), checks.integer("f (filter width)", kw, minimum=1)
 
 
 def conv_params(f: int | tuple[int, int], c_in: int, c_out: int, bias: bool = True) -> int:
     """Weights of a conv layer, ``(F·F·C_in + 1)·C_out`` (the ``+ 1`` is the bias)."""
     kh, kw = _kernel(f)
-    _positive_int(c_in, "c_in")
-    _positive_int(c_out, "c_out")
+    c_in = checks.integer("c_in", c_in, minimum=1)
+    c_out = checks.integer("c_out", c_out, minimum=1)
     return (kh * kw * c_in + (1 if bias else 0)) * c_out
 
 
@@ -105,12 +103,12 @@ def receptive_field(layers_spec: Iterable[Any]) -> int:
     """
     rf, jump = 1, 1
     for i, item in enumerate(layers_spec):
-        spec = (item,) if isinstance(item, int) and not isinstance(item, bool) else tuple(item)
+        spec = (item,) if isinstance(item, (int, np.integer)) and not isinstance(item, bool) else tuple(item)
         if not 1 <= len(spec) <= 3:
             raise ValueError(f"layer {i}: expected k, (k, s) or (k, s, d), got {item!r}")
-        k = _positive_int(spec[0], f"layer {i} kernel")
-        s = _positive_int(spec[1], f"layer {i} stride") if len(spec) > 1 else 1
-        d = _positive_int(spec[2], f"layer {i} dilation") if len(spec) > 2 else 1
+        k = checks.integer(f"layer {i} kernel", spec[0], minimum=1)
+        s = checks.integer(f"layer {i} stride", spec[1], minimum=1) if len(spec) > 1 else 1
+        d = checks.integer(f"layer {i} dilation", spec[2], minimum=1) if len(spec) > 2 else 1
         rf += (k - 1) * d * jump
         jump *= s
     return rf
@@ -141,15 +139,13 @@ def inception_module_cost(
     slide prints "358M" for the second total, but its own six listed terms add up to 271M;
     the course shows the sum and says so.
     """
-    for value, name in ((h, "h"), (w, "w"), (c_in, "c_in")):
-        _positive_int(value, name)
+    h, w, c_in = (checks.integer(name, value, minimum=1) for value, name in ((h, "h"), (w, "w"), (c_in, "c_in")))
     spec = tuple(spec)
     expected = 3 if naive else 6
     if len(spec) != expected:
         form = "(#1x1, #3x3, #5x5)" if naive else "(#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)"
         raise ValueError(f"spec must have {expected} entries {form} when naive={naive}, got {spec!r}")
-    for value in spec:
-        _positive_int(value, "every spec entry")
+    spec = tuple(checks.integer("every spec entry", value, minimum=1) for value in spec)
     positions = h * w
     if naive:
         n1, n3, n5 = spec
@@ -189,9 +185,9 @@ def bottleneck_cost(c_in: int = 256, c_mid: int = 64, c_out: int | None = None) 
     ResNet's 256→64→64→256 block: 16,384 + 36,864 + 16,384 = **69,632** MACs per position,
     against **589,824** for a single 3×3 conv 256→256 (8.5× more).
     """
-    _positive_int(c_in, "c_in")
-    _positive_int(c_mid, "c_mid")
-    c_out = c_in if c_out is None else _positive_int(c_out, "c_out")
+    c_in = checks.integer("c_in", c_in, minimum=1)
+    c_mid = checks.integer("c_mid", c_mid, minimum=1)
+    c_out = c_in if c_out is None else checks.integer("c_out", c_out, minimum=1)
     return BottleneckCost(bottleneck=c_in * c_mid + 9 * c_mid * c_mid + c_mid * c_out, plain=9 * c_in * c_out)
 
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from cnncourse import checks
 from cnncourse.checks import non_negative_float as _non_negative_float
 from cnncourse.checks import positive_int as _positive_int
 from cnncourse.layers._base import _PACKAGE, _is_float_dtype, _is_training
@@ -181,10 +182,8 @@ class RandomShift(keras.layers.Layer):
         self.pad = _positive_int("pad", pad)
         if fill_mode not in _SHIFT_FILL_MODES:
             raise ValueError(f"fill_mode must be one of {_SHIFT_FILL_MODES}, got {fill_mode!r}")
-        if isinstance(fill_value, bool) or not isinstance(fill_value, (int, float)):
-            raise ValueError(f"fill_value must be a number, got {fill_value!r}")
         self.fill_mode = fill_mode
-        self.fill_value = float(fill_value)
+        self.fill_value = checks.number("fill_value", fill_value)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -282,12 +281,8 @@ class Cutout(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.size = _positive_int("size", size)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
-        if isinstance(fill_value, bool) or not isinstance(fill_value, (int, float)):
-            raise ValueError(f"fill_value must be a number, got {fill_value!r}")
-        self.rate = float(rate)
-        self.fill_value = float(fill_value)
+        self.rate = checks.number("rate", rate, minimum=0.0, maximum=1.0)
+        self.fill_value = checks.number("fill_value", fill_value)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from cnncourse import checks
 from cnncourse.checks import positive_int as _positive_int
 from cnncourse.layers._base import _PACKAGE, _is_training
 
@@ -56,12 +57,8 @@ class DropConnect(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.units = _positive_int("units", units)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
-        if mask_per not in ("batch", "example"):
-            raise ValueError(f"mask_per must be 'batch' or 'example', got {mask_per!r}")
-        self.rate = float(rate)
-        self.mask_per = mask_per
+        self.rate = checks.rate("rate", rate)
+        self.mask_per = checks.choice("mask_per", mask_per, ("batch", "example"))
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

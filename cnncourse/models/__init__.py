@@ -1,7 +1,8 @@
 """Every architecture of the course, by name: ``build("vgg16")``, ``available()``.
 
 One module per family (``lenet``, ``alexnet`` with ZFNet, ``vgg``, ``nin``, ``googlenet``,
-``resnet`` with its plain twins and CIFAR forms, ``lecture``); each builder is a plain function
+``resnet`` with its plain twins and CIFAR forms, ``zhang``, ``fast_resnet``, ``probe``,
+``lecture``), all made of the units in ``blocks``; each builder is a plain function
 returning a functional ``keras.Model`` and takes the same keywords (``input_shape``,
 ``num_classes``, ``classifier_activation`` plus family options such as ``batch_norm``,
 ``dropout``, ``width``). The registry below names each builder together with the keywords
@@ -9,12 +10,15 @@ that make a published form, so a notebook says ``build("resnet50")`` or
 ``build("googlenet_small", input_shape=(28, 28, 1))`` and the table printed by
 ``python -m cnncourse models`` can be checked against the papers.
 
-Three groups of names:
+Four groups of names, which together hold every network the course trains:
 
-* ``paper``   — the published ImageNet-sized forms (224/227 input, 1000 classes), plus the
-  He et al. CIFAR ResNets and their plain twins (32×32×3, 10 classes);
+* ``paper``   — the published ImageNet-sized forms (224/227 input, 1000 classes), the He et
+  al. CIFAR ResNets and their plain twins (32×32×3, 10 classes), and the three networks of
+  Zhang et al.'s generalization study (28×28×3, 10 classes);
 * ``small``   — small-input forms of every family that train on Fashion-MNIST / CIFAR-10 on
   a CPU (each docstring says how it differs from the paper);
+* ``course``  — networks designed for one of the course's experiments: notebook 10's fast
+  ResNet (logits) and the tiny probe of its distribution check;
 * ``lecture`` — the lecture's two Keras MNIST models.
 
 Modules import Keras only when a model is built, so ``available()`` is instant.
@@ -32,7 +36,7 @@ from typing import Any
 
 __all__ = ["GROUPS", "Entry", "available", "build", "builder", "cli", "describe", "entry"]
 
-GROUPS = ("paper", "small", "lecture")
+GROUPS = ("paper", "small", "course", "lecture")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,11 @@ _ENTRIES = [
         _e(f"plain{d}_cifar", "resnet", "cifar_resnet", "paper", f"CIFAR plain-{d} (no shortcuts)", depth=d, shortcut=None)
         for d in (20, 32, 44, 56, 110)
     ],
+    _e("zhang_inception", "zhang", "zhang_inception", "paper", "Zhang et al. (2017) small Inception, 28x28x3",
+       input_shape=(28, 28, 3)),
+    _e("zhang_alexnet", "zhang", "zhang_alexnet", "paper", "Zhang et al. (2017) small AlexNet, 28x28x3",
+       input_shape=(28, 28, 3)),
+    _e("zhang_mlp", "zhang", "zhang_mlp", "paper", "Zhang et al. (2017) MLP 3x512, 28x28x3", input_shape=(28, 28, 3)),
     # small forms
     _e("lenet5", "lenet", "lenet5", "small", "LeNet-5, 28x28 first conv padding='same'", input_shape=(28, 28, 1), padding="same"),
     _e("alexnet_small", "alexnet", "alexnet_small", "small", "AlexNet-style, 3x3 stem, narrow"),
@@ -91,6 +100,9 @@ _ENTRIES = [
     _e("nin_small", "nin", "nin_small", "small", "CIFAR NiN at 1/4 width"),
     _e("googlenet_small", "googlenet", "googlenet_small", "small", "Inception v1 at 1/4 width, BN"),
     _e("resnet18_small", "resnet", "resnet_small", "small", "ResNet-18 at 1/4 width, 3x3 stem", depth=18),
+    # the course's own designs
+    _e("fast_resnet", "fast_resnet", "fast_resnet", "course", "notebook 10's fast ResNet (w=16), logits"),
+    _e("probe_convnet", "probe", "probe_convnet", "course", "8x8 Conv(4)-Dense(3) probe for the distribution check"),
 ]
 REGISTRY: Mapping[str, Entry] = MappingProxyType({e.name: e for e in _ENTRIES})
 
@@ -114,8 +126,9 @@ def builder(name: str) -> Callable[..., Any]:
     return entry(name).builder()
 
 
-def build(name: str, **kw: Any) -> Any:
-    """Build a registered model; ``kw`` overrides the registered keywords (e.g. ``num_classes``)."""
+def build(name: str, /, **kw: Any) -> Any:
+    """Build a registered model; ``kw`` overrides the registered keywords (e.g. ``num_classes``, or the
+    model's own ``name``: the registered name is positional-only so that it never collides with it)."""
     e = entry(name)
     kwargs = {**e.kwargs, **kw}
     if set(kw) <= {"input_shape", "num_classes", "classifier_activation"}:

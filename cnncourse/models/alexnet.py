@@ -18,17 +18,8 @@ from typing import Any
 
 import keras
 
-from cnncourse.models._common import (
-    ACTIVATIONS,
-    check_bool,
-    check_choice,
-    check_common,
-    check_positive_int,
-    check_rate,
-    check_width,
-    classifier,
-    scaled,
-)
+from cnncourse import checks
+from cnncourse.models.blocks import BN_MOMENTUM, check_common, check_options, classifier, conv_bn_act, scaled
 
 
 def _lrn(name: str) -> Any:
@@ -39,19 +30,13 @@ def _lrn(name: str) -> Any:
     return LocalResponseNormalization(size=5, k=2.0, alpha=1e-4, beta=0.75, name=name)
 
 
-def _norm(x: Any, index: int, lrn: bool, batch_norm: bool) -> Any:
-    if batch_norm:
-        return keras.layers.BatchNormalization(name=f"bn{index}")(x)
-    if lrn:
-        return _lrn(f"norm{index}")(x)
-    return x
+def _norm(x: Any, index: int, lrn: bool) -> Any:
+    return _lrn(f"norm{index}")(x) if lrn else x
 
 
-def _check(activation: Any, dropout: Any, lrn: Any, batch_norm: Any) -> float:
-    check_choice(activation, "activation", ACTIVATIONS)
-    check_bool(lrn, "lrn")
-    check_bool(batch_norm, "batch_norm")
-    return check_rate(dropout)
+def _check(activation: Any, dropout: Any, lrn: Any, batch_norm: Any, bn_momentum: Any) -> float:
+    checks.boolean("lrn", lrn)
+    return check_options(activation=activation, batch_norm=batch_norm, bn_momentum=bn_momentum, dropout=dropout)[0]
 
 
 def _head(x: Any, classes: int, fc: int, rate: float, activation: str, classifier_activation: Any) -> Any:
@@ -63,13 +48,12 @@ def _head(x: Any, classes: int, fc: int, rate: float, activation: str, classifie
     return classifier(x, classes, classifier_activation, "fc8")
 
 
-def _conv(x: Any, filters: int, kernel: int, index: int, activation: str, batch_norm: bool, **kw: Any) -> Any:
+def _conv(x: Any, filters: int, kernel: int, index: int, activation: str, batch_norm: bool, bn_momentum: float,
+          strides: int = 1, padding: str = "valid") -> Any:
     """Conv + activation; with batch norm the activation moves after the normalisation."""
-    if batch_norm:
-        x = keras.layers.Conv2D(filters, kernel, use_bias=False, name=f"conv{index}", **kw)(x)
-        x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
-        return keras.layers.Activation(activation, name=f"relu{index}")(x)
-    return keras.layers.Conv2D(filters, kernel, activation=activation, name=f"conv{index}", **kw)(x)
+    return conv_bn_act(x, filters, kernel, name=f"conv{index}", strides=strides, padding=padding,
+                       activation=activation, batch_norm=batch_norm, bn_momentum=bn_momentum,
+                       bn_name=f"bn{index}", act_name=f"relu{index}")
 
 
 def alexnet(
@@ -80,6 +64,7 @@ def alexnet(
     dropout: float = 0.5,
     lrn: bool = True,
     batch_norm: bool = False,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str = "alexnet",
 ) -> keras.Model:
@@ -92,17 +77,19 @@ def alexnet(
     Needs inputs of at least 67×67 (pool5 must see a 3×3 map).
     """
     shape, classes = check_common(input_shape, num_classes, min_size=67, classifier_activation=classifier_activation)
-    rate = _check(activation, dropout, lrn, batch_norm)
+    rate = _check(activation, dropout, lrn, batch_norm, bn_momentum)
+    conv = lambda x, filters, kernel, index, **kw: _conv(x, filters, kernel, index, activation, batch_norm,  # noqa: E731
+                                                         bn_momentum, **kw)
     inputs = keras.Input(shape, name="image")
-    x = _conv(inputs, 96, 11, 1, activation, batch_norm, strides=4)
-    x = _norm(x, 1, lrn, False)
+    x = conv(inputs, 96, 11, 1, strides=4)
+    x = _norm(x, 1, lrn)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
-    x = _conv(x, 256, 5, 2, activation, batch_norm, padding="same")
-    x = _norm(x, 2, lrn, False)
+    x = conv(x, 256, 5, 2, padding="same")
+    x = _norm(x, 2, lrn)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool2")(x)
-    x = _conv(x, 384, 3, 3, activation, batch_norm, padding="same")
-    x = _conv(x, 384, 3, 4, activation, batch_norm, padding="same")
-    x = _conv(x, 256, 3, 5, activation, batch_norm, padding="same")
+    x = conv(x, 384, 3, 3, padding="same")
+    x = conv(x, 384, 3, 4, padding="same")
+    x = conv(x, 256, 3, 5, padding="same")
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool5")(x)
     outputs = _head(x, classes, 4096, rate, activation, classifier_activation)
     return keras.Model(inputs, outputs, name=name)
@@ -117,6 +104,7 @@ def zfnet(
     dropout: float = 0.5,
     lrn: bool = True,
     batch_norm: bool = False,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str = "zfnet",
 ) -> keras.Model:
@@ -127,23 +115,24 @@ def zfnet(
     round up as Caffe's do). ``filters=(96, 256, 384, 384, 256)`` gives the paper's base model.
     """
     shape, classes = check_common(input_shape, num_classes, min_size=63, classifier_activation=classifier_activation)
-    rate = _check(activation, dropout, lrn, batch_norm)
+    rate = _check(activation, dropout, lrn, batch_norm, bn_momentum)
     filters = tuple(filters)
     if len(filters) != 5:
         raise ValueError(f"filters must list 5 conv widths (conv1..conv5), got {filters!r}")
-    for f in filters:
-        check_positive_int(f, "every entry of filters")
+    filters = tuple(checks.positive_int("every entry of filters", f) for f in filters)
+    conv = lambda x, filters, kernel, index, **kw: _conv(x, filters, kernel, index, activation, batch_norm,  # noqa: E731
+                                                         bn_momentum, **kw)
     inputs = keras.Input(shape, name="image")
     x = keras.layers.ZeroPadding2D(1, name="pad1")(inputs)
-    x = _conv(x, filters[0], 7, 1, activation, batch_norm, strides=2)
-    x = _norm(x, 1, lrn, False)
+    x = conv(x, filters[0], 7, 1, strides=2)
+    x = _norm(x, 1, lrn)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
-    x = _conv(x, filters[1], 5, 2, activation, batch_norm, strides=2)
-    x = _norm(x, 2, lrn, False)
+    x = conv(x, filters[1], 5, 2, strides=2)
+    x = _norm(x, 2, lrn)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
-    x = _conv(x, filters[2], 3, 3, activation, batch_norm, padding="same")
-    x = _conv(x, filters[3], 3, 4, activation, batch_norm, padding="same")
-    x = _conv(x, filters[4], 3, 5, activation, batch_norm, padding="same")
+    x = conv(x, filters[2], 3, 3, padding="same")
+    x = conv(x, filters[3], 3, 4, padding="same")
+    x = conv(x, filters[4], 3, 5, padding="same")
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool5")(x)
     outputs = _head(x, classes, 4096, rate, activation, classifier_activation)
     return keras.Model(inputs, outputs, name=name)
@@ -159,24 +148,22 @@ def _small(
     dropout: Any,
     lrn: Any,
     batch_norm: Any,
+    bn_momentum: Any,
     classifier_activation: Any,
     name: str,
 ) -> keras.Model:
     shape, classes = check_common(input_shape, num_classes, min_size=16, classifier_activation=classifier_activation)
-    rate = _check(activation, dropout, lrn, batch_norm)
-    w = check_width(width)
-    check_positive_int(fc, "fc")
+    rate = _check(activation, dropout, lrn, batch_norm, bn_momentum)
+    w = checks.positive_float("width", width)
+    checks.positive_int("fc", fc)
     f = [scaled(v, w) for v in base]
     inputs = keras.Input(shape, name="image")
-    x = _conv(inputs, f[0], 3, 1, activation, batch_norm, padding="same")
-    x = _norm(x, 1, lrn, False)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
-    x = _conv(x, f[1], 3, 2, activation, batch_norm, padding="same")
-    x = _norm(x, 2, lrn, False)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
-    x = _conv(x, f[2], 3, 3, activation, batch_norm, padding="same")
-    x = _conv(x, f[3], 3, 4, activation, batch_norm, padding="same")
-    x = _conv(x, f[4], 3, 5, activation, batch_norm, padding="same")
+    x = inputs
+    for index in range(1, 6):  # conv1, conv2 each followed by (LRN and) a pool; conv3-5; pool5
+        x = _conv(x, f[index - 1], 3, index, activation, batch_norm, bn_momentum, padding="same")
+        if index <= 2:
+            x = _norm(x, index, lrn)
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{index}")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool5")(x)
     outputs = _head(x, classes, fc, rate, activation, classifier_activation)
     return keras.Model(inputs, outputs, name=name)
@@ -192,6 +179,7 @@ def alexnet_small(
     dropout: float = 0.5,
     lrn: bool = False,
     batch_norm: bool = False,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str = "alexnet_small",
 ) -> keras.Model:
@@ -206,7 +194,8 @@ def alexnet_small(
     conv-pool ×2, conv ×3, pool, fc, fc, classifier order, overlapping 3×3/2 pools, ReLU
     and dropout 0.5.
     """
-    return _small(input_shape, num_classes, (32, 64, 96, 96, 64), width, fc, activation, dropout, lrn, batch_norm, classifier_activation, name)
+    return _small(input_shape, num_classes, (32, 64, 96, 96, 64), width, fc, activation, dropout, lrn, batch_norm, bn_momentum,
+                  classifier_activation, name)
 
 
 def zfnet_small(
@@ -219,6 +208,7 @@ def zfnet_small(
     dropout: float = 0.5,
     lrn: bool = False,
     batch_norm: bool = False,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str = "zfnet_small",
 ) -> keras.Model:
@@ -228,4 +218,5 @@ def zfnet_small(
     ZFNet's wider middle: conv3/4/5 of 96/192/96 filters against ``alexnet_small``'s
     96/96/64 (the paper widened 384/384/256 to 512/1024/512).
     """
-    return _small(input_shape, num_classes, (32, 64, 96, 192, 96), width, fc, activation, dropout, lrn, batch_norm, classifier_activation, name)
+    return _small(input_shape, num_classes, (32, 64, 96, 192, 96), width, fc, activation, dropout, lrn, batch_norm, bn_momentum,
+                  classifier_activation, name)

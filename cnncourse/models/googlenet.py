@@ -21,16 +21,8 @@ from typing import Any
 
 import keras
 
-from cnncourse.models._common import (
-    ACTIVATIONS,
-    check_bool,
-    check_choice,
-    check_common,
-    check_rate,
-    check_width,
-    classifier,
-    scaled,
-)
+from cnncourse import checks
+from cnncourse.models.blocks import BN_MOMENTUM, check_common, check_options, classifier, conv_bn_act, scaled
 
 # The paper's Table 1: module → (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)
 INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -55,16 +47,15 @@ STAGES: Sequence[Sequence[str]] = (("3a", "3b"), ("4a", "4b", "4c", "4d", "4e"),
 AUX_AFTER = ("4a", "4d")
 
 
-def _conv(x: Any, filters: int, kernel: int, name: str, activation: str, batch_norm: bool, strides: int = 1) -> Any:
-    if batch_norm:
-        x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-        return keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
-    return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", activation=activation, name=name)(x)
+def _conv(x: Any, filters: int, kernel: int, name: str, activation: str, batch_norm: bool, strides: int = 1,
+          bn_momentum: float = BN_MOMENTUM) -> Any:
+    return conv_bn_act(x, filters, kernel, name=name, strides=strides, activation=activation,
+                       batch_norm=batch_norm, bn_momentum=bn_momentum)
 
 
 def inception_module(
-    x: Any, spec: Sequence[int], name: str, *, activation: str = "relu", batch_norm: bool = False, width: float = 1.0
+    x: Any, spec: Sequence[int], name: str, *, activation: str = "relu", batch_norm: bool = False, width: float = 1.0,
+    bn_momentum: float = BN_MOMENTUM,
 ) -> Any:
     """One inception module; ``spec`` = ``(#1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj)``.
 
@@ -73,7 +64,7 @@ def inception_module(
     names with ``_`` for its ``/`` (Keras forbids ``/`` in layer names).
     """
     n1, r3, n3, r5, n5, pp = (scaled(v, width) for v in spec)
-    kw = {"activation": activation, "batch_norm": batch_norm}
+    kw = {"activation": activation, "batch_norm": batch_norm, "bn_momentum": bn_momentum}
     b1 = _conv(x, n1, 1, f"{name}_1x1", **kw)
     b3 = _conv(_conv(x, r3, 1, f"{name}_3x3_reduce", **kw), n3, 3, f"{name}_3x3", **kw)
     b5 = _conv(_conv(x, r5, 1, f"{name}_5x5_reduce", **kw), n5, 5, f"{name}_5x5", **kw)
@@ -82,11 +73,12 @@ def inception_module(
     return keras.layers.Concatenate(name=f"{name}_output")([b1, b3, b5, bp])
 
 
-def _aux(x: Any, index: int, classes: int, activation: str, batch_norm: bool, width: float, classifier_activation: Any) -> Any:
+def _aux(x: Any, index: int, classes: int, activation: str, batch_norm: bool, width: float, classifier_activation: Any,
+         bn_momentum: float) -> Any:
     name = f"aux{index}"
     pool = 5 if x.shape[1] >= 5 else int(x.shape[1])
     x = keras.layers.AveragePooling2D(pool, strides=3 if pool == 5 else 1, name=f"{name}_pool")(x)
-    x = _conv(x, scaled(128, width), 1, f"{name}_conv", activation, batch_norm)
+    x = _conv(x, scaled(128, width), 1, f"{name}_conv", activation, batch_norm, bn_momentum=bn_momentum)
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
     x = keras.layers.Dense(scaled(1024, width), activation=activation, name=f"{name}_fc")(x)
     x = keras.layers.Dropout(0.7, name=f"{name}_drop")(x)
@@ -95,24 +87,20 @@ def _aux(x: Any, index: int, classes: int, activation: str, batch_norm: bool, wi
 
 def _network(
     shape: tuple[int, int, int], classes: int, *, stem: str, width: float, activation: str, batch_norm: bool,
-    lrn: bool, dropout: float, aux_logits: bool, classifier_activation: Any, name: str,
+    lrn: bool, dropout: float, aux_logits: bool, classifier_activation: Any, name: str, bn_momentum: float,
 ) -> keras.Model:
     inputs = keras.Input(shape, name="image")
-    kw = {"activation": activation, "batch_norm": batch_norm}
+    kw = {"activation": activation, "batch_norm": batch_norm, "bn_momentum": bn_momentum}
     if stem == "imagenet":
+        from cnncourse.layers import LocalResponseNormalization  # lazy: only the paper form needs it
+
         x = _conv(inputs, scaled(64, width), 7, "conv1", strides=2, **kw)
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
         if lrn:
-            from cnncourse.layers import (
-                LocalResponseNormalization,  # lazy: only the paper form needs it
-            )
-
             x = LocalResponseNormalization(name="norm1")(x)
         x = _conv(x, scaled(64, width), 1, "conv2_reduce", **kw)
         x = _conv(x, scaled(192, width), 3, "conv2", **kw)
         if lrn:
-            from cnncourse.layers import LocalResponseNormalization
-
             x = LocalResponseNormalization(name="norm2")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
     else:
@@ -125,7 +113,8 @@ def _network(
         for module in stage:
             x = inception_module(x, INCEPTION_TABLE[module], f"inception_{module}", width=width, **kw)
             if aux_logits and module in AUX_AFTER:
-                aux_outputs.append(_aux(x, len(aux_outputs) + 1, classes, activation, batch_norm, width, classifier_activation))
+                aux_outputs.append(_aux(x, len(aux_outputs) + 1, classes, activation, batch_norm, width,
+                                        classifier_activation, bn_momentum))
     x = keras.layers.GlobalAveragePooling2D(name="pool5")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="drop5")(x)
@@ -133,12 +122,12 @@ def _network(
     return keras.Model(inputs, [main, *aux_outputs] if aux_logits else main, name=name)
 
 
-def _check(activation: Any, batch_norm: Any, lrn: Any, dropout: Any, aux_logits: Any, width: Any) -> tuple[float, float]:
-    check_choice(activation, "activation", ACTIVATIONS)
-    check_bool(batch_norm, "batch_norm")
-    check_bool(lrn, "lrn")
-    check_bool(aux_logits, "aux_logits")
-    return check_rate(dropout), check_width(width)
+def _check(activation: Any, batch_norm: Any, lrn: Any, dropout: Any, aux_logits: Any, width: Any,
+           bn_momentum: Any) -> tuple[float, float]:
+    checks.boolean("lrn", lrn)
+    checks.boolean("aux_logits", aux_logits)
+    return check_options(activation=activation, batch_norm=batch_norm, bn_momentum=bn_momentum, dropout=dropout,
+                         width=width)
 
 
 def googlenet(
@@ -151,6 +140,7 @@ def googlenet(
     lrn: bool = True,
     batch_norm: bool = False,
     width: float = 1.0,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str = "googlenet",
 ) -> keras.Model:
@@ -162,11 +152,11 @@ def googlenet(
     three-output model (module docstring); ``batch_norm=True`` gives the BN-Inception-like
     variant (no LRN, no conv biases), ``lrn=False`` removes the normalisation.
     """
-    rate, w = _check(activation, batch_norm, lrn, dropout, aux_logits, width)
+    rate, w = _check(activation, batch_norm, lrn, dropout, aux_logits, width, bn_momentum)
     shape, classes = check_common(input_shape, num_classes, min_size=33 if not aux_logits else 65, classifier_activation=classifier_activation)
     return _network(shape, classes, stem="imagenet", width=w, activation=activation, batch_norm=batch_norm,
                     lrn=lrn and not batch_norm, dropout=rate, aux_logits=aux_logits,
-                    classifier_activation=classifier_activation, name=name)
+                    classifier_activation=classifier_activation, name=name, bn_momentum=bn_momentum)
 
 
 def googlenet_small(
@@ -178,6 +168,7 @@ def googlenet_small(
     activation: str = "relu",
     batch_norm: bool = True,
     width: float = 0.25,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str = "googlenet_small",
 ) -> keras.Model:
@@ -190,8 +181,8 @@ def googlenet_small(
     modules, their branch structure, the pools between stages, global average pooling and
     the auxiliary classifiers are the paper's.
     """
-    rate, w = _check(activation, batch_norm, False, dropout, aux_logits, width)
+    rate, w = _check(activation, batch_norm, False, dropout, aux_logits, width, bn_momentum)
     shape, classes = check_common(input_shape, num_classes, min_size=8, classifier_activation=classifier_activation)
     return _network(shape, classes, stem="small", width=w, activation=activation, batch_norm=batch_norm,
                     lrn=False, dropout=rate, aux_logits=aux_logits,
-                    classifier_activation=classifier_activation, name=name)
+                    classifier_activation=classifier_activation, name=name, bn_momentum=bn_momentum)

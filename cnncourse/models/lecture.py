@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnncourse.models._common import (
-    ACTIVATIONS,
-    check_choice,
-    check_common,
-    check_positive_int,
-    check_rate,
-    classifier,
-)
+from cnncourse import checks
+from cnncourse.models.blocks import ACTIVATIONS, check_common, classifier
 
 
 def mnist_mlp(
@@ -40,9 +34,9 @@ def mnist_mlp(
     import keras
 
     shape, classes = check_common(input_shape, num_classes, classifier_activation=classifier_activation)
-    check_positive_int(hidden, "hidden")
-    check_choice(activation, "activation", ACTIVATIONS)
-    rate = check_rate(dropout)
+    checks.positive_int("hidden", hidden)
+    checks.choice("activation", activation, ACTIVATIONS)
+    rate = checks.rate("dropout", dropout)
     inputs = keras.Input(shape, name="image")
     x = keras.layers.Flatten(name="flatten")(inputs)
     x = keras.layers.Dense(hidden, activation=activation, name="dense")(x)
@@ -71,8 +65,8 @@ def keras_io_convnet(
     import keras
 
     shape, classes = check_common(input_shape, num_classes, min_size=10, classifier_activation=classifier_activation)
-    check_choice(activation, "activation", ACTIVATIONS)
-    rate = check_rate(dropout)
+    checks.choice("activation", activation, ACTIVATIONS)
+    rate = checks.rate("dropout", dropout)
     inputs = keras.Input(shape, name="image")
     x = keras.layers.Conv2D(32, 3, activation=activation, name="conv1")(inputs)
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)

@@ -17,7 +17,8 @@ from typing import Any
 
 import keras
 
-from cnncourse.models._common import ACTIVATIONS, check_choice, check_common, classifier
+from cnncourse import checks
+from cnncourse.models.blocks import ACTIVATIONS, check_common, classifier
 
 POOLING = ("average", "max")
 
@@ -41,9 +42,9 @@ def lenet5(
     (the paper's subsampling) or ``max``.
     """
     shape, classes = check_common(input_shape, num_classes, min_size=16, classifier_activation=classifier_activation)
-    check_choice(activation, "activation", ACTIVATIONS)
-    check_choice(pooling, "pooling", POOLING)
-    check_choice(padding, "padding", ("valid", "same"))
+    checks.choice("activation", activation, ACTIVATIONS)
+    checks.choice("pooling", pooling, POOLING)
+    checks.choice("padding", padding, ("valid", "same"))
     smallest = 32 if padding == "valid" else 28  # C5's 5×5 window must fit in S4's maps
     if min(shape[0], shape[1]) < smallest:
         raise ValueError(

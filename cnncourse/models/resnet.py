@@ -33,18 +33,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
-from cnncourse.models._common import (
-    ACTIVATIONS,
-    check_bool,
-    check_choice,
-    check_common,
-    check_positive_int,
-    check_width,
-    classifier,
-    scaled,
-)
+from cnncourse import checks
+from cnncourse.models.blocks import BN_MOMENTUM, check_common, check_options, classifier, conv_bn_act, scaled
 
 RESNET_TABLE: dict[int, tuple[str, tuple[int, ...]]] = {
     18: ("basic", (2, 2, 2, 2)),
@@ -69,7 +62,7 @@ class ZeroPadChannels(keras.layers.Layer):
 
     def __init__(self, extra: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.extra = check_positive_int(extra, "extra")
+        self.extra = checks.positive_int("extra", extra)
 
     def call(self, inputs: Any) -> Any:
         pad = [[0, 0]] * (len(inputs.shape) - 1) + [[0, self.extra]]
@@ -87,20 +80,21 @@ class ZeroPadChannels(keras.layers.Layer):
 class _Options:
     """Per-network conv/BN settings passed down to every block."""
 
-    def __init__(self, activation: str, batch_norm: bool, use_bias: bool, epsilon: float, initializer: str) -> None:
+    def __init__(self, activation: str, batch_norm: bool, use_bias: bool, epsilon: float, initializer: str,
+                 momentum: float) -> None:
         self.activation, self.batch_norm, self.use_bias = activation, batch_norm, use_bias
-        self.epsilon, self.initializer = epsilon, initializer
+        self.epsilon, self.initializer, self.momentum = epsilon, initializer, momentum
 
-    def conv(self, x: Any, filters: int, kernel: int, name: str, strides: int = 1, padding: str = "valid") -> Any:
-        return keras.layers.Conv2D(
-            filters, kernel, strides=strides, padding=padding, use_bias=self.use_bias,
-            kernel_initializer=self.initializer, name=f"{name}_conv",
-        )(x)
-
-    def bn(self, x: Any, name: str) -> Any:
-        if not self.batch_norm:
-            return x
-        return keras.layers.BatchNormalization(epsilon=self.epsilon, name=f"{name}_bn")(x)
+    def unit(self, x: Any, filters: int, kernel: int, name: str, strides: int = 1, padding: str = "valid",
+             act: bool = True) -> Any:
+        """``{name}_conv`` → ``{name}_bn`` → ``{name}_relu`` (keras.applications' names); ``act=False``
+        stops after the normalization."""
+        return conv_bn_act(
+            x, filters, kernel, name=f"{name}_conv", strides=strides, padding=padding,
+            activation=self.activation if act else None, batch_norm=self.batch_norm, use_bias=self.use_bias,
+            kernel_initializer=self.initializer, bn_momentum=self.momentum, bn_epsilon=self.epsilon,
+            bn_name=f"{name}_bn", act_name=f"{name}_relu", fuse_activation=False,
+        )
 
     def act(self, x: Any, name: str) -> Any:
         return keras.layers.Activation(self.activation, name=name)(x)
@@ -110,8 +104,7 @@ def _shortcut(x: Any, out_channels: int, stride: int, shortcut: str | None, name
     in_channels = int(x.shape[-1])
     changes = stride != 1 or in_channels != out_channels
     if shortcut == "C" or (shortcut == "B" and changes):
-        s = o.conv(x, out_channels, 1, f"{name}_0", strides=stride)
-        return o.bn(s, f"{name}_0")
+        return o.unit(x, out_channels, 1, f"{name}_0", strides=stride, act=False)
     if not changes:
         return x
     # option A: subsample (a 1×1 window with the stride) and zero-pad the new channels
@@ -125,10 +118,8 @@ def _shortcut(x: Any, out_channels: int, stride: int, shortcut: str | None, name
 
 def basic_block(x: Any, filters: int, stride: int, shortcut: str | None, name: str, o: _Options) -> Any:
     """Two 3×3 convs (BN after each) plus the shortcut; ReLU after the addition."""
-    y = o.conv(x, filters, 3, f"{name}_1", strides=stride, padding="same")
-    y = o.act(o.bn(y, f"{name}_1"), f"{name}_1_relu")
-    y = o.conv(y, filters, 3, f"{name}_2", padding="same")
-    y = o.bn(y, f"{name}_2")
+    y = o.unit(x, filters, 3, f"{name}_1", strides=stride, padding="same")
+    y = o.unit(y, filters, 3, f"{name}_2", padding="same", act=False)
     if shortcut is not None:
         y = keras.layers.Add(name=f"{name}_add")([_shortcut(x, filters, stride, shortcut, name, o), y])
     return o.act(y, f"{name}_out")
@@ -136,12 +127,9 @@ def basic_block(x: Any, filters: int, stride: int, shortcut: str | None, name: s
 
 def bottleneck_block(x: Any, filters: int, stride: int, shortcut: str | None, name: str, o: _Options) -> Any:
     """1×1 (stride here, as in the original ResNet and keras.applications) → 3×3 → 1×1 ×4."""
-    y = o.conv(x, filters, 1, f"{name}_1", strides=stride)
-    y = o.act(o.bn(y, f"{name}_1"), f"{name}_1_relu")
-    y = o.conv(y, filters, 3, f"{name}_2", padding="same")
-    y = o.act(o.bn(y, f"{name}_2"), f"{name}_2_relu")
-    y = o.conv(y, 4 * filters, 1, f"{name}_3")
-    y = o.bn(y, f"{name}_3")
+    y = o.unit(x, filters, 1, f"{name}_1", strides=stride)
+    y = o.unit(y, filters, 3, f"{name}_2", padding="same")
+    y = o.unit(y, 4 * filters, 1, f"{name}_3", act=False)
     if shortcut is not None:
         y = keras.layers.Add(name=f"{name}_add")([_shortcut(x, 4 * filters, stride, shortcut, name, o), y])
     return o.act(y, f"{name}_out")
@@ -159,11 +147,9 @@ def _stages(x: Any, block: str, depths: Sequence[int], widths: Sequence[int], st
     return x
 
 
-def _check(activation: Any, batch_norm: Any, shortcut: Any, width: Any) -> float:
-    check_choice(activation, "activation", ACTIVATIONS)
-    check_bool(batch_norm, "batch_norm")
-    check_choice(shortcut, "shortcut", SHORTCUTS)
-    return check_width(width)
+def _check(activation: Any, batch_norm: Any, shortcut: Any, width: Any, bn_momentum: Any) -> float:
+    checks.choice("shortcut", shortcut, SHORTCUTS)
+    return check_options(activation=activation, batch_norm=batch_norm, bn_momentum=bn_momentum, width=width)[1]
 
 
 def resnet(
@@ -176,6 +162,7 @@ def resnet(
     use_bias: bool = True,
     activation: str = "relu",
     width: float = 1.0,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str | None = None,
 ) -> keras.Model:
@@ -185,16 +172,15 @@ def resnet(
     pool → dense. 224×224 input gives 112, 56, 28, 14, 7 as in the paper. ``shortcut=None``
     is the plain network of the same depth; ``width`` scales every stage's filters.
     """
-    check_choice(depth, "depth", tuple(RESNET_TABLE))
-    w = _check(activation, batch_norm, shortcut, width)
-    check_bool(use_bias, "use_bias")
+    checks.choice("depth", depth, tuple(RESNET_TABLE))
+    w = _check(activation, batch_norm, shortcut, width, bn_momentum)
+    checks.boolean("use_bias", use_bias)
     shape, classes = check_common(input_shape, num_classes, min_size=32, classifier_activation=classifier_activation)
     block, depths = RESNET_TABLE[depth]
-    o = _Options(activation, batch_norm, use_bias, BN_EPSILON, "glorot_uniform")
+    o = _Options(activation, batch_norm, use_bias, BN_EPSILON, "glorot_uniform", bn_momentum)
     inputs = keras.Input(shape, name="image")
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = o.conv(x, scaled(64, w), 7, "conv1", strides=2)
-    x = o.act(o.bn(x, "conv1"), "conv1_relu")
+    x = o.unit(x, scaled(64, w), 7, "conv1", strides=2)
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     widths = [scaled(v, w) for v in (64, 128, 256, 512)]
@@ -214,6 +200,7 @@ def resnet_small(
     batch_norm: bool = True,
     activation: str = "relu",
     width: float = 0.25,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str | None = None,
 ) -> keras.Model:
@@ -224,14 +211,13 @@ def resnet_small(
     ``width`` (default 1/4: 16/32/64/128); convs have no bias (batch norm follows) and He
     initialisation. Stages, blocks, shortcuts and the head are the paper's.
     """
-    check_choice(depth, "depth", tuple(RESNET_TABLE))
-    w = _check(activation, batch_norm, shortcut, width)
+    checks.choice("depth", depth, tuple(RESNET_TABLE))
+    w = _check(activation, batch_norm, shortcut, width, bn_momentum)
     shape, classes = check_common(input_shape, num_classes, min_size=8, classifier_activation=classifier_activation)
     block, depths = RESNET_TABLE[depth]
-    o = _Options(activation, batch_norm, False, 1e-3, "he_normal")
+    o = _Options(activation, batch_norm, False, 1e-3, "he_normal", bn_momentum)
     inputs = keras.Input(shape, name="image")
-    x = o.conv(inputs, scaled(64, w), 3, "conv1", padding="same")
-    x = o.act(o.bn(x, "conv1"), "conv1_relu")
+    x = o.unit(inputs, scaled(64, w), 3, "conv1", padding="same")
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
     widths = [scaled(v, w) for v in (64, 128, 256, 512)]
     x = _stages(x, block, depths, widths, (1, 2, 2, 2), shortcut, o, first_stage=2)
@@ -243,11 +229,11 @@ def resnet_small(
 
 def cifar_blocks_per_stage(depth: Any) -> int:
     """``n`` for a CIFAR ResNet of ``depth = 6n + 2`` layers (ValueError otherwise)."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 8 or (depth - 2) % 6:
         raise ValueError(
             f"depth must be 6n + 2 for an integer n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}"
         )
-    return (depth - 2) // 6
+    return (int(depth) - 2) // 6
 
 
 def cifar_resnet(
@@ -259,6 +245,7 @@ def cifar_resnet(
     batch_norm: bool = True,
     activation: str = "relu",
     width: float = 1.0,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str | None = None,
 ) -> keras.Model:
@@ -271,12 +258,11 @@ def cifar_resnet(
     ``None`` for the plain network with the same layers and no shortcuts.
     """
     n = cifar_blocks_per_stage(depth)
-    w = _check(activation, batch_norm, shortcut, width)
+    w = _check(activation, batch_norm, shortcut, width, bn_momentum)
     shape, classes = check_common(input_shape, num_classes, min_size=4, classifier_activation=classifier_activation)
-    o = _Options(activation, batch_norm, False, 1e-3, "he_normal")
+    o = _Options(activation, batch_norm, False, 1e-3, "he_normal", bn_momentum)
     inputs = keras.Input(shape, name="image")
-    x = o.conv(inputs, scaled(16, w), 3, "conv1", padding="same")
-    x = o.act(o.bn(x, "conv1"), "conv1_relu")
+    x = o.unit(inputs, scaled(16, w), 3, "conv1", padding="same")
     widths = [scaled(v, w) for v in (16, 32, 64)]
     x = _stages(x, "basic", (n, n, n), widths, (1, 2, 2), shortcut, o, first_stage=2)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -16,17 +16,8 @@ from typing import Any
 
 import keras
 
-from cnncourse.models._common import (
-    ACTIVATIONS,
-    check_bool,
-    check_choice,
-    check_common,
-    check_positive_int,
-    check_rate,
-    check_width,
-    classifier,
-    scaled,
-)
+from cnncourse import checks
+from cnncourse.models.blocks import BN_MOMENTUM, check_common, check_options, classifier, conv_bn_act, scaled
 
 CONFIGS: dict[str, list[Any]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -44,7 +35,8 @@ DEPTHS = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
 """Weight layers per configuration (convs + 3 fully connected), the number in 'VGG-16'."""
 
 
-def _features(x: Any, config: str, width: float, activation: str, batch_norm: bool, pool_padding: str) -> Any:
+def _features(x: Any, config: str, width: float, activation: str, batch_norm: bool, pool_padding: str,
+              bn_momentum: float) -> Any:
     group, index = 1, 0
     for item in CONFIGS[config]:
         if item == "M":
@@ -60,22 +52,17 @@ def _features(x: Any, config: str, width: float, activation: str, batch_norm: bo
             continue
         kernel, filters = (1, item[1]) if isinstance(item, tuple) else (3, item)
         index += 1
-        label = f"conv{group}_{index}"
-        filters = scaled(filters, width)
-        if batch_norm:
-            x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=label)(x)
-            x = keras.layers.BatchNormalization(name=f"{label}_bn")(x)
-            x = keras.layers.Activation(activation, name=f"{label}_{activation}")(x)
-        else:
-            x = keras.layers.Conv2D(filters, kernel, padding="same", activation=activation, name=label)(x)
+        x = conv_bn_act(x, scaled(filters, width), kernel, name=f"conv{group}_{index}", activation=activation,
+                        batch_norm=batch_norm, bn_momentum=bn_momentum)
     return x
 
 
-def _check(config: Any, activation: Any, dropout: Any, batch_norm: Any, width: Any) -> tuple[float, float]:
-    check_choice(config, "config", tuple(CONFIGS))
-    check_choice(activation, "activation", ACTIVATIONS)
-    check_bool(batch_norm, "batch_norm")
-    return check_rate(dropout), check_width(width)
+def _check(config: Any, activation: Any, dropout: Any, batch_norm: Any, width: Any, bn_momentum: Any,
+           fc: Any) -> tuple[float, float]:
+    checks.choice("config", config, tuple(CONFIGS))
+    checks.positive_int("fc", fc)
+    return check_options(activation=activation, batch_norm=batch_norm, bn_momentum=bn_momentum, dropout=dropout,
+                         width=width)
 
 
 def vgg(
@@ -88,6 +75,7 @@ def vgg(
     activation: str = "relu",
     width: float = 1.0,
     fc: int = 4096,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str | None = None,
 ) -> keras.Model:
@@ -98,11 +86,10 @@ def vgg(
     not in the paper, which trained the deeper nets by initialising them from A instead).
     ``width`` multiplies every conv's filters. Input sides must be at least 32.
     """
-    rate, w = _check(config, activation, dropout, batch_norm, width)
+    rate, w = _check(config, activation, dropout, batch_norm, width, bn_momentum, fc)
     shape, classes = check_common(input_shape, num_classes, min_size=32, classifier_activation=classifier_activation)
-    check_positive_int(fc, "fc")
     inputs = keras.Input(shape, name="image")
-    x = _features(inputs, config, w, activation, batch_norm, "valid")
+    x = _features(inputs, config, w, activation, batch_norm, "valid", bn_momentum)
     x = keras.layers.Flatten(name="flatten")(x)
     for index in (6, 7):
         x = keras.layers.Dense(fc, activation=activation, name=f"fc{index}")(x)
@@ -122,6 +109,7 @@ def vgg_small(
     activation: str = "relu",
     width: float = 0.25,
     fc: int = 256,
+    bn_momentum: float = BN_MOMENTUM,
     classifier_activation: str | None = "softmax",
     name: str | None = None,
 ) -> keras.Model:
@@ -133,11 +121,10 @@ def vgg_small(
     28→14→7→4→2→1 like 32×32 goes 32→…→1; one hidden fc layer of ``fc`` = 256 units instead
     of two of 4096. The conv stacks themselves are the paper's table.
     """
-    rate, w = _check(config, activation, dropout, batch_norm, width)
+    rate, w = _check(config, activation, dropout, batch_norm, width, bn_momentum, fc)
     shape, classes = check_common(input_shape, num_classes, min_size=8, classifier_activation=classifier_activation)
-    check_positive_int(fc, "fc")
     inputs = keras.Input(shape, name="image")
-    x = _features(inputs, config, w, activation, batch_norm, "same")
+    x = _features(inputs, config, w, activation, batch_norm, "same", bn_momentum)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(fc, activation=activation, name="fc6")(x)
     if rate:

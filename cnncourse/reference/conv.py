@@ -25,6 +25,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from cnncourse import checks
+
 __all__ = [
     "Conv1D",
     "Conv2D",
@@ -57,13 +59,6 @@ _1D_MODES = ("valid", "same", "full")
 
 
 # ============================================================================ argument checks
-def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in pair):
-        raise ValueError(f"{name} must be a positive integer or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def _check_padding(padding: str | int) -> str | int:
     if isinstance(padding, str) and padding.lower() in ("valid", "same"):
         return padding.lower()
@@ -144,7 +139,7 @@ def patches(x: np.ndarray, kernel_size, stride=1, padding: str | int = "valid") 
     max or mean over each. A read-only view where possible, so it costs no copy.
     """
     x = _nhwc(x)
-    kernel, strides = _pair("kernel_size", kernel_size), _pair("stride", stride)
+    kernel, strides = checks.pair("kernel_size", kernel_size), checks.pair("stride", stride)
     xp = _pad(x, kernel, strides, padding)
     windows = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(1, 2))  # N, H', W', C, Fh, Fw
     windows = windows[:, :: strides[0], :: strides[1]]
@@ -158,7 +153,7 @@ def _conv_inputs(x, w, stride, padding):
     if w.ndim != 4 or w.shape[2] != x.shape[3]:
         raise ValueError(f"w must be (F_h, F_w, C_in={x.shape[3]}, C_out), got shape {w.shape}")
     kernel = w.shape[:2]
-    strides = _pair("stride", stride)
+    strides = checks.pair("stride", stride)
     return x, w, _pad(x, kernel, strides, padding), kernel, strides
 
 
@@ -222,8 +217,8 @@ def _pool(x: np.ndarray, pool_size, strides, padding: str):
     x = _nhwc(x)
     if padding not in ("valid", "same"):
         raise ValueError(f'pooling padding must be "valid" or "same", got {padding!r}')
-    pool = _pair("pool_size", pool_size)
-    step = pool if strides is None else _pair("strides", strides)
+    pool = checks.pair("pool_size", pool_size)
+    step = pool if strides is None else checks.pair("strides", strides)
     values = patches(x, pool, step, padding)
     inside = patches(np.ones_like(x[..., :1], dtype=bool), pool, step, padding)  # False on padding
     return values, inside
@@ -275,7 +270,7 @@ def conv2d_backward(
     """
     x, w, g = _nhwc(x), np.asarray(w), _nhwc(grad_out, "grad_out")
     fh, fw = w.shape[:2]
-    sh, sw = _pair("stride", stride)
+    sh, sw = checks.pair("stride", stride)
     top, _ = padding_amounts(x.shape[1], fh, sh, padding)
     left, _ = padding_amounts(x.shape[2], fw, sw, padding)
     xp = _pad(x, (fh, fw), (sh, sw), padding)

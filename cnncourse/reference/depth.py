@@ -15,11 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+from cnncourse import checks
 
 
 def jacobian_chain(
@@ -34,8 +30,8 @@ def jacobian_chain(
     ``(1 + gain²)**(k/2)`` for the residual one. The same ``seed`` draws the same ``W_k`` for
     both kinds, so the two chains differ only by the ``+ I``.
     """
-    width = _positive_int(width, "width")
-    depth = _positive_int(depth, "depth")
+    width = checks.positive_int("width", width)
+    depth = checks.positive_int("depth", depth)
     if not np.isfinite(gain) or gain <= 0:
         raise ValueError(f"gain must be a positive finite number, got {gain!r}")
     rng = np.random.default_rng(seed)

@@ -1,8 +1,8 @@
-"""Optimizers written from scratch, 2-D test functions, and a one-cycle learning-rate schedule.
+"""Optimizers written from scratch and checked against Keras, and the noise of a mini-batch gradient.
 
 Why hand-write optimizers that Keras already ships? To *see* them: each class below is the
 update rule in a few NumPy lines, with its state in plain attributes, so a notebook can step
-it by hand, draw its path on a contour plot, and check that it makes **the same update, step
+it by hand, draw its path on a contour plot (:mod:`cnncourse.reference.landscapes`), and check that it makes **the same update, step
 for step,** as the ``keras.optimizers`` class of the same name. The classes therefore follow
 Keras 3's conventions exactly (read from ``keras/src/optimizers/*.py``), not the textbook's
 where the two differ; each docstring says where they differ and by how much.
@@ -19,12 +19,13 @@ Conventions shared by every optimizer here:
 * ``opt.to_keras()`` builds the ``keras.optimizers`` object with the same hyperparameters.
 
 Notation: ``η`` learning rate, ``g`` gradient, ``t`` the update number (1 for the first).
+
+The learning-rate schedules the course trains with (one-cycle, warm-up + cosine) are in
+:mod:`cnncourse.experiments.schedules`; these classes accept any of them as ``learning_rate``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -42,20 +43,9 @@ __all__ = [
     "Adam",
     "AdamW",
     "FROM_SCRATCH",
-    "TestFunction",
-    "quadratic_1d",
-    "ravine",
-    "saddle",
-    "rosenbrock",
-    "beale",
-    "TEST_FUNCTIONS",
-    "trajectory",
-    "lr_sweep",
     "compare_with_keras",
     "softmax_regression",
     "minibatch_gradient_noise",
-    "OneCycle",
-    "plot_function",
 ]
 
 LearningRate = float | Callable[[int], Any]
@@ -418,221 +408,6 @@ FROM_SCRATCH: Mapping[str, type[Optimizer]] = {
 }
 
 
-# --------------------------------------------------------------------------------------------
-# Test functions
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class TestFunction:
-    """A differentiable test function with a known minimum and a good window to draw it in.
-
-    ``f(p)`` and ``grad(p)`` take the coordinates stacked on the first axis (``p[0]`` is x,
-    ``p[1]`` is y), so the same code evaluates one point of shape ``(2,)`` or a whole grid of
-    shape ``(2, H, W)`` for a contour plot.
-    """
-
-    __test__ = False  # not a pytest test class, despite the name
-
-    name: str
-    f: Callable[[np.ndarray], np.ndarray]
-    grad: Callable[[np.ndarray], np.ndarray]
-    minimum: tuple[float, ...]
-    start: tuple[float, ...]
-    xlim: tuple[float, float]
-    ylim: tuple[float, float] = (0.0, 0.0)
-    levels: Sequence[float] | None = None
-    note: str = ""
-
-    def __call__(self, p) -> np.ndarray:
-        return self.f(np.asarray(p, dtype=np.float64))
-
-    @property
-    def dims(self) -> int:
-        return len(self.start)
-
-
-def _quadratic_1d_f(p):
-    return p[0] ** 2
-
-
-def _quadratic_1d_grad(p):
-    return np.stack([2 * p[0]])
-
-
-quadratic_1d = TestFunction(
-    "quadratic 1-D",
-    _quadratic_1d_f,
-    _quadratic_1d_grad,
-    minimum=(0.0,),
-    start=(4.0,),
-    xlim=(-5.0, 5.0),
-    note="f(w) = w²; gradient descent gives w_k = (1 − 2η)^k w_0: monotone for η < 0.5, "
-    "one step for η = 0.5, oscillating for 0.5 < η < 1, divergent for η > 1",
-)
-
-RAVINE_A, RAVINE_B = 0.1, 2.0
-
-
-def _ravine_f(p):
-    return RAVINE_A * p[0] ** 2 + RAVINE_B * p[1] ** 2
-
-
-def _ravine_grad(p):
-    return np.stack([2 * RAVINE_A * p[0], 2 * RAVINE_B * p[1]])
-
-
-ravine = TestFunction(
-    "ravine",
-    _ravine_f,
-    _ravine_grad,
-    minimum=(0.0, 0.0),
-    start=(-5.0, -2.0),
-    xlim=(-5.5, 1.5),
-    ylim=(-3.0, 3.0),
-    levels=[0.1, 0.3, 0.7, 1.5, 3, 5, 8, 12, 17],
-    note="f = 0.1x² + 2y²: curvatures 0.2 and 4, condition number 20 (a long, narrow valley)",
-)
-
-
-def _saddle_f(p):
-    return 0.5 * p[0] ** 2 + 0.25 * p[1] ** 4 - 0.5 * p[1] ** 2
-
-
-def _saddle_grad(p):
-    return np.stack([p[0], p[1] ** 3 - p[1]])
-
-
-saddle = TestFunction(
-    "saddle",
-    _saddle_f,
-    _saddle_grad,
-    minimum=(0.0, 1.0),
-    start=(-2.0, 1e-3),
-    xlim=(-2.5, 2.5),
-    ylim=(-1.6, 1.6),
-    levels=[-0.24, -0.2, -0.1, 0.0, 0.2, 0.5, 1.0, 1.5, 2.0, 3.0],
-    note="f = x²/2 + y⁴/4 − y²/2: a saddle at (0, 0), minima at (0, ±1) with f = −0.25; "
-    "starting almost on the ridge y = 0, the gradient along y is ~1e-3",
-)
-
-
-def _rosenbrock_f(p):
-    return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
-
-
-def _rosenbrock_grad(p):
-    return np.stack([-2 * (1 - p[0]) - 400 * p[0] * (p[1] - p[0] ** 2), 200 * (p[1] - p[0] ** 2)])
-
-
-rosenbrock = TestFunction(
-    "Rosenbrock",
-    _rosenbrock_f,
-    _rosenbrock_grad,
-    minimum=(1.0, 1.0),
-    start=(-1.5, 2.0),
-    xlim=(-2.0, 2.0),
-    ylim=(-1.0, 3.0),
-    levels=list(np.logspace(-1, 3.5, 12)),
-    note="f = (1 − x)² + 100(y − x²)²: a curved, flat-bottomed valley, minimum (1, 1)",
-)
-
-
-def _beale_terms(p):
-    x, y = p[0], p[1]
-    return 1.5 - x + x * y, 2.25 - x + x * y**2, 2.625 - x + x * y**3
-
-
-def _beale_f(p):
-    a, b, c = _beale_terms(p)
-    return a**2 + b**2 + c**2
-
-
-def _beale_grad(p):
-    x, y = p[0], p[1]
-    a, b, c = _beale_terms(p)
-    dx = 2 * a * (y - 1) + 2 * b * (y**2 - 1) + 2 * c * (y**3 - 1)
-    dy = 2 * a * x + 2 * b * 2 * x * y + 2 * c * 3 * x * y**2
-    return np.stack([dx, dy])
-
-
-beale = TestFunction(
-    "Beale",
-    _beale_f,
-    _beale_grad,
-    minimum=(3.0, 0.5),
-    start=(1.0, 1.5),
-    xlim=(-4.5, 4.5),
-    ylim=(-4.5, 4.5),
-    levels=list(np.logspace(-1, 5, 15)),
-    note="Beale's function: plateaus and steep walls, minimum (3, 0.5)",
-)
-
-#: name → 2-D test function (the 1-D quadratic is separate: it has no y axis).
-TEST_FUNCTIONS: Mapping[str, TestFunction] = {f.name: f for f in (ravine, saddle, rosenbrock, beale)}
-
-
-def _as_keras_optimizer(optimizer) -> bool:
-    return isinstance(optimizer, keras.optimizers.Optimizer)
-
-
-def trajectory(optimizer, f: TestFunction, start: Sequence[float] | None = None, steps: int = 100) -> np.ndarray:
-    """Run ``steps`` updates of ``optimizer`` on ``f`` from ``start``; return the path, ``(steps + 1, d)``.
-
-    ``optimizer`` is one of this module's classes (reset first, float64 maths) or a
-    ``keras.optimizers`` object (a fresh one: it builds its state on a float32 variable), so
-    the same function draws the paths of optimizers Keras has and this module lacks (Lion,
-    Muon, schedule-free AdamW). A path that overflows is cut off with ``inf`` rows, so a
-    divergent run still plots.
-    """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    p = np.asarray(f.start if start is None else start, dtype=np.float64)
-    if p.shape != (f.dims,):
-        raise ValueError(f"start must have {f.dims} coordinates for {f.name!r}, got shape {p.shape}")
-    path = np.full((steps + 1, f.dims), np.inf)
-    path[0] = p
-    if _as_keras_optimizer(optimizer):
-        variable = keras.Variable(p.astype(np.float32), name="w")
-        for k in range(1, steps + 1):
-            g = f.grad(np.asarray(keras.ops.convert_to_numpy(variable), np.float64)).astype(np.float32)
-            optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
-            path[k] = keras.ops.convert_to_numpy(variable)
-            if not np.all(np.isfinite(path[k])) or np.abs(path[k]).max() > 1e150:
-                path[k:] = np.inf
-                break
-        return path
-    optimizer.reset()
-    with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(1, steps + 1):
-            p = optimizer.step(p, f.grad(p))
-            if not np.all(np.isfinite(p)) or np.abs(p).max() > 1e150:
-                break
-            path[k] = p
-    return path
-
-
-def lr_sweep(
-    make_optimizer: Callable[[float], Optimizer],
-    f: TestFunction,
-    learning_rates: Sequence[float],
-    *,
-    steps: int = 100,
-    start: Sequence[float] | None = None,
-) -> np.ndarray:
-    """Final loss ``f(w_steps) − f(w*)`` for each learning rate (``inf`` where the run diverged).
-
-    The lecture's advice: "try a bunch of values on a log scale and use the best one"; this is
-    that experiment on a function whose minimum is known, so the gap to it is the error.
-    """
-    f_min = float(f(np.asarray(f.minimum)))
-    out = np.empty(len(learning_rates))
-    for i, lr in enumerate(learning_rates):
-        end = trajectory(make_optimizer(float(lr)), f, start, steps)[-1]
-        out[i] = float(f(end)) - f_min if np.all(np.isfinite(end)) else np.inf
-    return out
-
-
 def compare_with_keras(
     optimizer: Optimizer,
     gradients: Sequence[np.ndarray] | np.ndarray | Callable[[np.ndarray], np.ndarray],
@@ -730,132 +505,3 @@ def minibatch_gradient_noise(
         "sigma2": np.asarray(sigma2),
         "full_gradient_norm2": np.asarray(float((full**2).sum())),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Learning-rate schedule Keras lacks
-# --------------------------------------------------------------------------------------------
-
-
-@keras.saving.register_keras_serializable(package="cnncourse")
-class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    r"""One-cycle learning rate (Smith & Topin, 2018), as ``torch.optim.lr_scheduler.OneCycleLR``.
-
-    Written by hand because Keras 3 ships no one-cycle schedule (it has warm-up + cosine
-    decay, which starts the warm-up from a fixed rate and has no separate floor). The rate
-    rises from ``max_lr / div_factor`` to ``max_lr`` over the first ``pct_start`` of
-    ``total_steps`` (a cosine ramp), then anneals along a cosine to
-    ``max_lr / (div_factor · final_div_factor)`` at ``total_steps``, and stays there:
-
-    .. math:: \eta(s) = \eta_b + (\eta_a - \eta_b)\,\tfrac12\bigl(1 + \cos(\pi\,\tfrac{s - s_0}{s_1 - s_0})\bigr)
-
-    on each phase ``[s_0, s_1]`` going from ``η_a`` to ``η_b``. ``anneal="linear"`` uses
-    straight lines instead. Used with SGD + Nesterov in notebook 10 (and by fast CIFAR-10
-    training recipes) because the high middle rate trains fast and the long tail settles.
-    """
-
-    def __init__(
-        self,
-        max_lr: float,
-        total_steps: int,
-        pct_start: float = 0.3,
-        div_factor: float = 25.0,
-        final_div_factor: float = 1e4,
-        anneal: str = "cos",
-        name: str = "OneCycle",
-    ) -> None:
-        if not max_lr > 0:
-            raise ValueError(f"max_lr must be > 0, got {max_lr!r}")
-        if not isinstance(total_steps, int) or total_steps < 2:
-            raise ValueError(f"total_steps must be an integer >= 2, got {total_steps!r}")
-        if not 0.0 < pct_start < 1.0:
-            raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
-        if div_factor < 1 or final_div_factor < 1:
-            raise ValueError("div_factor and final_div_factor must be >= 1")
-        if anneal not in ("cos", "linear"):
-            raise ValueError(f"anneal must be 'cos' or 'linear', got {anneal!r}")
-        self.max_lr = float(max_lr)
-        self.total_steps = total_steps
-        self.pct_start = float(pct_start)
-        self.div_factor = float(div_factor)
-        self.final_div_factor = float(final_div_factor)
-        self.anneal = anneal
-        self.name = name
-
-    @property
-    def initial_lr(self) -> float:
-        return self.max_lr / self.div_factor
-
-    @property
-    def min_lr(self) -> float:
-        return self.initial_lr / self.final_div_factor
-
-    @property
-    def warmup_steps(self) -> float:
-        return self.pct_start * self.total_steps
-
-    def _interpolate(self, start, end, fraction):
-        # written as end + (start − end)·w so the far end is hit exactly in float32
-        ops = keras.ops
-        remaining = 0.5 * (1.0 + ops.cos(math.pi * fraction)) if self.anneal == "cos" else 1.0 - fraction
-        return end + (start - end) * remaining
-
-    def __call__(self, step):
-        ops = keras.ops
-        step = ops.cast(step, "float32")
-        warm = ops.clip(step / self.warmup_steps, 0.0, 1.0)
-        decay = ops.clip((step - self.warmup_steps) / (self.total_steps - self.warmup_steps), 0.0, 1.0)
-        up = self._interpolate(self.initial_lr, self.max_lr, warm)
-        down = self._interpolate(self.max_lr, self.min_lr, decay)
-        return ops.where(step < self.warmup_steps, up, down)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "max_lr": self.max_lr,
-            "total_steps": self.total_steps,
-            "pct_start": self.pct_start,
-            "div_factor": self.div_factor,
-            "final_div_factor": self.final_div_factor,
-            "anneal": self.anneal,
-            "name": self.name,
-        }
-
-
-# --------------------------------------------------------------------------------------------
-# Drawing
-# --------------------------------------------------------------------------------------------
-
-
-def plot_function(
-    f: TestFunction,
-    paths: Mapping[str, np.ndarray] | None = None,
-    *,
-    ax=None,
-    title: str | None = None,
-    resolution: int = 200,
-):
-    """Contours of a 2-D test function with optimizer paths on top (start ○, end ×, minimum ★)."""
-    import matplotlib.pyplot as plt
-
-    if f.dims != 2:
-        raise ValueError(f"plot_function draws 2-D functions; {f.name!r} has {f.dims} dimension(s)")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4))
-    xs = np.linspace(*f.xlim, resolution)
-    ys = np.linspace(*f.ylim, resolution)
-    X, Y = np.meshgrid(xs, ys)
-    Z = f(np.stack([X, Y]))
-    ax.contour(X, Y, Z, levels=f.levels or 15, colors="0.75", linewidths=0.8)
-    ax.plot(*f.minimum, marker="*", color="k", markersize=12, linestyle="none", label="minimum")
-    for label, path in (paths or {}).items():
-        path = np.asarray(path)
-        finite = path[np.all(np.isfinite(path), axis=1)]
-        (line,) = ax.plot(finite[:, 0], finite[:, 1], marker=".", markersize=3, linewidth=1.2, label=label)
-        ax.plot(*finite[0], marker="o", color=line.get_color(), markerfacecolor="none")
-        ax.plot(*finite[-1], marker="x", color=line.get_color())
-    ax.set_xlim(*f.xlim)
-    ax.set_ylim(*f.ylim)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_title(title or f.name)
-    return ax

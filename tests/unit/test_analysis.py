@@ -245,3 +245,13 @@ def test_group_rows_first_matching_prefix_wins_and_bad_prefixes_are_refused():
     assert grouped.row("block")["layers"] == 3
     with pytest.raises(ValueError, match="non-empty strings"):
         analysis.group_rows(table, ["block1_", ""])
+
+
+def test_sizes_computed_with_numpy_are_accepted():
+    """conv_output_size(np.int64(28), 3) raised while reference.depth accepted NumPy integers."""
+    import numpy as np
+
+    assert analysis.conv_output_size(np.int64(28), np.int32(3)) == 26
+    assert analysis.conv_params(np.int64(3), np.int64(3), 4) == 112
+    assert analysis.receptive_field([np.int64(3)] * 3) == 7
+    assert analysis.bottleneck_cost(np.int64(256), np.int64(64)).bottleneck == 69_632

@@ -7,24 +7,24 @@ import numpy as np
 import pytest
 
 from cnncourse import models
+from cnncourse.data import Split
 from cnncourse.experiments import architectures
 from cnncourse.experiments.architectures import (
     D2L_ANCHORS,
     ILSVRC_WINNERS,
-    ArchitectureResults,
-    Recipe,
+    ArchitectureRecipe,
 )
 from cnncourse.inspection import analysis
 from cnncourse.profiles import Experiment
 
+Recipe = ArchitectureRecipe
 
-class _Split:
-    def __init__(self, n_train=64, n_test=32, seed=0):
-        rng = np.random.default_rng(seed)
-        self.x_train = rng.random((n_train, 28, 28, 1), dtype=np.float32)
-        self.y_train = (np.arange(n_train) % 10).astype(np.int32)
-        self.x_test = rng.random((n_test, 28, 28, 1), dtype=np.float32)
-        self.y_test = (np.arange(n_test) % 10).astype(np.int32)
+
+def _Split(n_train=64, n_test=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return Split("toy", rng.random((n_train, 28, 28, 1), dtype=np.float32), (np.arange(n_train) % 10).astype(np.int32),
+                 rng.random((n_test, 28, 28, 1), dtype=np.float32), (np.arange(n_test) % 10).astype(np.int32),
+                 tuple("abcdefghij"))
 
 
 RUN = Experiment(64, 32, epochs=1, batch_size=32)
@@ -58,7 +58,7 @@ def test_ilsvrc_table_fills_costs_only_where_a_builder_exists():
      {"bn_momentum": -0.1}],
 )
 def test_recipe_rejects_bad_values(kwargs):
-    with pytest.raises(ValueError, match="Recipe"):
+    with pytest.raises(ValueError, match="ArchitectureRecipe"):
         Recipe(**kwargs)
 
 
@@ -75,6 +75,7 @@ def test_recipe_schedule_warms_up_then_decays_to_zero():
     assert float(keras.ops.convert_to_numpy(no_warmup(0))) == pytest.approx(Recipe().learning_rate)
     with pytest.raises(ValueError, match="total_steps"):
         recipe.schedule(0)
+    assert recipe.to_dict()["schedule"] == "warmup+cosine" and not hasattr(recipe, "as_dict")
 
 
 def test_recipe_optimizer_decays_weights_but_not_biases():
@@ -106,38 +107,44 @@ def test_build_trainable_wraps_the_registered_model_with_weightless_augmentation
 def test_run_architectures_trains_caches_and_reuses(tmp_path, capsys):
     split, path = _Split(), tmp_path / "arch.json"
     recipe = Recipe(flip=False, shift=0)
-    first = architectures.run_architectures(["lenet5"], split, RUN, recipe, dataset="toy", profile="test",
-                                            path=path, progress=False)
+    first = architectures.run_architectures(["lenet5"], split, RUN, recipe, profile="test", path=path, progress=False)
     row = first.rows()[0]
     assert row["name"] == "lenet5" and row["params"] == 61_706 and row["macs"] == 416_520
     assert row["d2l (GPU, 10 ep.)"] == D2L_ANCHORS["lenet5"]
     assert 0.0 <= row["test accuracy"] <= 1.0 and row["images/s"] > 0
-    assert json.loads(path.read_text())["key"]["recipe"]["learning_rate"] == recipe.learning_rate
-    assert "lenet5" in str(first.table())
+    entry = json.loads(path.read_text())["entries"]["architectures"]
+    assert entry["key"]["config"]["recipe"]["learning_rate"] == recipe.learning_rate
+    assert entry["key"]["fingerprint"] == split.fingerprint
+    assert "lenet5" in str(first.table()) and "profile test" in first.table().title
 
-    again = architectures.run_architectures(["lenet5"], split, RUN, recipe, dataset="toy", profile="test", path=path)
+    again = architectures.run_architectures(["lenet5"], split, RUN, recipe, profile="test", path=path)
     assert "reusing" in capsys.readouterr().out
     assert again.rows() == first.rows()
 
-    # a different recipe (or profile, sizes, models) must not reuse the table
+    # a different recipe (or sizes, models, data) must not reuse the table
     changed = Recipe(flip=False, shift=0, learning_rate=1e-3)
-    architectures.run_architectures(["lenet5"], split, RUN, changed, dataset="toy", profile="test", path=path)
-    assert "not reusable" in capsys.readouterr().out
-    assert ArchitectureResults.load(path).key["recipe"]["learning_rate"] == 1e-3
+    architectures.run_architectures(["lenet5"], split, RUN, changed, profile="test", path=path)
+    assert "does not apply" in capsys.readouterr().out
+    entry = json.loads(path.read_text())["entries"]["architectures"]
+    assert entry["key"]["config"]["recipe"]["learning_rate"] == 1e-3
+    architectures.run_architectures(["lenet5"], _Split(seed=1), RUN, changed, profile="test", path=path)
+    assert "fingerprint" in capsys.readouterr().out
 
 
 def test_run_architectures_rejects_unknown_models_and_empty_lists():
     with pytest.raises(ValueError, match="unknown model"):
-        architectures.run_architectures(["lenet6"], _Split(), RUN, Recipe(), dataset="toy", profile="test")
+        architectures.run_architectures(["lenet6"], _Split(), RUN, Recipe(), profile="test")
     with pytest.raises(ValueError, match="at least one"):
-        architectures.run_architectures([], _Split(), RUN, Recipe(), dataset="toy", profile="test")
+        architectures.run_architectures([], _Split(), RUN, Recipe(), profile="test")
 
 
-def test_load_refuses_a_file_of_another_kind(tmp_path):
+def test_a_file_of_another_kind_is_reported_and_retrained(tmp_path, capsys):
     path = tmp_path / "other.json"
     path.write_text(json.dumps({"lenet5": []}))
-    with pytest.raises(ValueError, match="not an architectures results file"):
-        ArchitectureResults.load(path)
+    results = architectures.run_architectures(["lenet5"], _Split(), RUN, Recipe(flip=False, shift=0), profile="test",
+                                              path=path)
+    assert "not a cnncourse result cache" in capsys.readouterr().out
+    assert results.rows()[0]["name"] == "lenet5"
 
 
 def test_paper_costs_match_the_published_counts():
@@ -148,7 +155,7 @@ def test_paper_costs_match_the_published_counts():
 
 def test_build_trainable_sets_the_recipes_batch_norm_momentum_everywhere():
     model = architectures.build_trainable("vgg11_small", (28, 28, 1), 10, Recipe(bn_momentum=0.8), total_steps=4)
-    bns = [layer for layer in architectures._leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    bns = [layer for layer in model.get_layer("vgg11_small").layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bns) == 8 and all(layer.momentum == 0.8 for layer in bns)
     # one training step moves the moving mean by (1 - momentum) of the way to the batch mean
     x = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)

@@ -60,3 +60,40 @@ def test_batch_must_split_evenly(capsys):
     with pytest.raises(SystemExit):
         distribute.main(["--backend", "jax", "--devices", "3", "--batch-size", "32"])
     assert "divisible" in capsys.readouterr().err
+
+
+def test_the_step_task_trains_the_registered_probe():
+    from cnncourse import models
+
+    probe = models.build("probe_convnet", input_shape=(8, 8, 1), num_classes=3)
+    assert [w.shape for w in probe.get_weights()] == [(3, 3, 1, 4), (4,), (256, 3), (3,)]
+
+
+def test_train_runs_are_cached_by_recipe_data_and_sizes(tmp_path, monkeypatch, capsys):
+    """The distribution cache was keyed by neither dataset nor input shape."""
+    from cnncourse import data
+
+    if not data.available("fashion_mnist"):
+        pytest.skip("needs Fashion-MNIST (set CNNCOURSE_DATA)")
+    launches = []
+
+    def fake_launch(backend, devices, task="train", **options):
+        launches.append((backend, options["dataset"], options["train_size"]))
+        return {"runs": [{"backend": backend, "strategy": "x", "replicas": r, "global_batch": 64, "test_accuracy": 0.5,
+                          "seconds": 1.0, "images_per_second": 1.0} for r in (1, devices)]}
+
+    monkeypatch.setattr(distribute, "launch", fake_launch)
+    kwargs = dict(dataset="fashion_mnist", train_size=64, test_size=32, epochs=1, batch_size=32,
+                  cache=tmp_path / "d.json")
+    rows = distribute.train_runs(**kwargs)
+    assert len(rows) == 4 and len(launches) == 2
+    assert distribute.train_runs(**kwargs) == rows and len(launches) == 2  # reused
+    assert "reusing" in capsys.readouterr().out
+    distribute.train_runs(**{**kwargs, "train_size": 96})
+    assert len(launches) == 4  # other sizes: other data, trained
+    distribute.train_runs(**{**kwargs, "width": 8})
+    assert len(launches) == 6  # another recipe
+    distribute.train_runs(**kwargs, recompute=True)
+    assert len(launches) == 8
+    with pytest.raises(ValueError, match="backend"):
+        distribute.train_runs(["torch"], **kwargs)

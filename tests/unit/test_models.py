@@ -56,6 +56,7 @@ def test_registry_lists_every_group_and_builds_by_name():
         assert models.available(group)
     assert set(models.available()) == set().union(*(models.available(g) for g in models.GROUPS))
     assert {"mnist_mlp", "keras_io_convnet"} == set(models.available("lecture"))
+    assert {"fast_resnet", "probe_convnet"} == set(models.available("course"))
     for name in ("lenet5", "alexnet_small", "vgg11_small", "nin_small", "googlenet_small", "resnet18_small"):
         assert name in models.available("small")
     for name in ("alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "resnet50", "resnet20_cifar", "plain56_cifar"):
@@ -70,7 +71,7 @@ def test_registry_lists_every_group_and_builds_by_name():
 def test_registry_rejects_unknown_names_and_groups():
     with pytest.raises(ValueError, match="available: .*vgg16"):
         models.build("vgg17")
-    with pytest.raises(ValueError, match="group must be one of paper, small, lecture"):
+    with pytest.raises(ValueError, match="group must be one of paper, small, course, lecture"):
         models.available("big")
 
 
@@ -308,6 +309,12 @@ BAD = [
     ("resnet18_small", {"shortcut": "D"}, "shortcut must be one of 'A', 'B', 'C', None"),
     ("resnet20_cifar", {"depth": 21}, "6n \\+ 2"),
     ("resnet20_cifar", {"activation": "soft"}, "activation must be one of"),
+    ("zhang_inception", {"width": 0}, "width must be"),
+    ("zhang_alexnet", {"lrn": 1}, "lrn must be True or False"),
+    ("zhang_mlp", {"hidden": (512, 0)}, "hidden must be"),
+    ("fast_resnet", {"width": 2.5}, "width must be"),
+    ("fast_resnet", {"input_shape": (2, 2, 1)}, "height and width >= 4"),
+    ("probe_convnet", {"filters": 0}, "filters must be"),
 ]
 
 
@@ -315,3 +322,94 @@ BAD = [
 def test_bad_arguments_raise_value_error_naming_what_is_allowed(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
         models.build(name, **kwargs)
+
+
+# ------------------------------------------------------------------ every network the course trains
+def test_every_network_the_course_trains_is_registered():
+    """Notebook 06's Zhang et al. networks, notebook 10's fast ResNet and its distribution probe included."""
+    names = set(models.available())
+    assert {"zhang_inception", "zhang_alexnet", "zhang_mlp", "fast_resnet", "probe_convnet"} <= names
+    assert {"zhang_inception", "zhang_alexnet", "zhang_mlp"} <= set(models.available("paper"))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, params",
+    [
+        ("zhang_inception", {"batch_norm": False}, 1_649_402),  # Zhang et al., Table 1
+        ("zhang_alexnet", {}, 1_387_786),
+        ("zhang_mlp", {}, 1_735_178),
+    ],
+)
+def test_zhang_networks_have_the_papers_parameter_counts(name, kwargs, params):
+    model = models.build(name, **kwargs)
+    assert tuple(model.inputs[0].shape[1:]) == (28, 28, 3)
+    assert count_params(model) == params
+
+
+def test_fast_resnet_layout_and_logits():
+    model = models.build("fast_resnet", width=8)
+    assert model.layers[-1].name == "logits" and model.layers[-1].activation is keras.activations.linear
+    shapes = {layer.name: tuple(layer.output.shape[1:3]) for layer in model.layers if layer.name.endswith("_conv")}
+    assert shapes["stem_conv"] == (28, 28) and shapes["stage1_b_conv"] == (14, 14) and shapes["stage2_b_conv"] == (7, 7)
+    plain = models.build("fast_resnet", width=8, residual=False)
+    assert plain.count_params() == model.count_params()
+    assert not any(isinstance(layer, keras.layers.Add) for layer in plain.layers)
+    assert models.build("probe_convnet").count_params() == (9 * 4 + 4) + (8 * 8 * 4 * 3 + 3)
+
+
+@pytest.mark.parametrize("side", [43, 50, 58])
+def test_nin_refuses_inputs_too_small_for_its_pools(side):
+    """43-58 px used to pass the check and fail deep inside Keras (a 2×2 map before a 3×3 pool)."""
+    with pytest.raises(ValueError, match="height and width >= 59"):
+        models.build("nin", input_shape=(side, side, 3), num_classes=10)
+
+
+def test_nin_builds_from_the_smallest_size_it_names():
+    from cnncourse.models.nin import SMALLEST_IMAGENET_INPUT
+
+    model = models.build("nin", input_shape=(SMALLEST_IMAGENET_INPUT, SMALLEST_IMAGENET_INPUT, 3), num_classes=10)
+    assert tuple(model.output_shape) == (None, 10)
+
+
+def _batch_norms(model):
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found += _batch_norms(layer)
+    return found
+
+
+@pytest.mark.parametrize("name", ["vgg11_small", "resnet20_cifar", "googlenet_small", "nin_small", "fast_resnet",
+                                  "zhang_inception", "resnet18_small"])
+def test_every_batch_norm_takes_the_builders_momentum(name):
+    """Default 0.9 (PyTorch's), not Keras' 0.99: statistics that lag a short run ruin its test accuracy."""
+    default = _batch_norms(models.build(name))
+    assert default and all(bn.momentum == pytest.approx(0.9) for bn in default)
+    chosen = _batch_norms(models.build(name, bn_momentum=0.5))
+    assert all(bn.momentum == pytest.approx(0.5) for bn in chosen)
+    with pytest.raises(ValueError, match="bn_momentum"):
+        models.build(name, bn_momentum=1.0)
+
+
+def test_builders_accept_numpy_integers():
+    model = models.build("resnet20_cifar", input_shape=(np.int64(32), np.int64(32), np.int64(3)),
+                         num_classes=np.int64(7))
+    assert tuple(model.output_shape) == (None, 7)
+    assert models.build("resnet20_cifar", depth=np.int64(8)).name == "resnet8_cifar"
+
+
+def test_conv_bn_act_names_and_fuses_like_the_papers():
+    from cnncourse.models.blocks import conv_bn_act
+
+    inputs = keras.Input((8, 8, 3))
+    y = conv_bn_act(inputs, 4, 3, name="c", activation="relu")
+    model = keras.Model(inputs, y)
+    assert [layer.name for layer in model.layers[1:]] == ["c", "c_bn", "c_relu"]
+    assert not model.get_layer("c").use_bias  # batch norm's beta makes a bias redundant
+    fused = keras.Model(inputs, conv_bn_act(inputs, 4, 3, name="d", batch_norm=False))
+    assert [layer.name for layer in fused.layers[1:]] == ["d"] and fused.get_layer("d").use_bias
+    assert fused.get_layer("d").activation is keras.activations.relu
+    stop = keras.Model(inputs, conv_bn_act(inputs, 4, 3, name="e", activation=None, bn_name="e_norm"))
+    assert [layer.name for layer in stop.layers[1:]] == ["e", "e_norm"]

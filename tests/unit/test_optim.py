@@ -1,4 +1,4 @@
-"""cnncourse.reference.optim: from-scratch optimizers equal Keras', test functions, OneCycle."""
+"""cnncourse.reference.optim: from-scratch optimizers equal Keras', step for step; mini-batch gradient noise."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnncourse.reference import optim
+from cnncourse.reference import landscapes, optim
 
 TOL = 1e-6  # float32 on both sides; in practice the paths agree bit for bit
 
@@ -64,10 +64,10 @@ def test_same_path_as_keras_on_a_quadratic(case):
 @pytest.mark.parametrize("name", list(optim.FROM_SCRATCH))
 def test_closed_loop_comparison_on_the_ravine(name):
     ours = optim.FROM_SCRATCH[name](0.05)
-    assert optim.compare_with_keras(ours, optim.ravine.grad, np.array(optim.ravine.start), steps=100) <= TOL
+    assert optim.compare_with_keras(ours, landscapes.ravine.grad, np.array(landscapes.ravine.start), steps=100) <= TOL
     # the closed loop feeds differences back: a different optimizer drifts away
     other = keras.optimizers.SGD(0.05, momentum=0.5)
-    assert optim.compare_with_keras(ours, optim.ravine.grad, np.array(optim.ravine.start), keras_optimizer=other) > 1e-3
+    assert optim.compare_with_keras(ours, landscapes.ravine.grad, np.array(landscapes.ravine.start), keras_optimizer=other) > 1e-3
 
 
 def test_a_wrong_rule_is_detected():
@@ -140,71 +140,6 @@ def test_reset_and_shape_checks():
         optim.Adam(epsilon_hat=False).to_keras()
 
 
-FUNCTIONS = [optim.quadratic_1d, *optim.TEST_FUNCTIONS.values()]
-
-
-@pytest.mark.parametrize("f", FUNCTIONS, ids=lambda f: f.name)
-def test_gradients_equal_finite_differences(f):
-    rng = np.random.default_rng(6)
-    lo = np.array([f.xlim[0], f.ylim[0]][: f.dims])
-    hi = np.array([f.xlim[1], f.ylim[1]][: f.dims])
-    h = 1e-6
-    for _ in range(20):
-        p = rng.uniform(lo, hi) * 0.9
-        numeric = np.array([(f(p + h * e) - f(p - h * e)) / (2 * h) for e in np.eye(f.dims)])
-        np.testing.assert_allclose(f.grad(p), numeric, rtol=1e-5, atol=1e-5 * max(1.0, abs(f(p))))
-
-
-@pytest.mark.parametrize("f", FUNCTIONS, ids=lambda f: f.name)
-def test_minimum_is_stationary_and_lowest(f):
-    m = np.asarray(f.minimum)
-    np.testing.assert_allclose(f.grad(m), 0.0, atol=1e-12)
-    rng = np.random.default_rng(7)
-    around = m + rng.normal(scale=0.1, size=(200, f.dims))
-    assert np.all(f(around.T) >= f(m))
-
-
-def test_functions_evaluate_on_grids():
-    X, Y = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 4))
-    Z = optim.rosenbrock(np.stack([X, Y]))
-    assert Z.shape == (4, 5)
-    assert Z[0, 0] == optim.rosenbrock([-1.0, -1.0])
-    assert optim.rosenbrock.grad(np.stack([X, Y])).shape == (2, 4, 5)
-
-
-def test_gradient_descent_on_quadratic_follows_closed_form():
-    for lr in (0.1, 0.5, 0.75, 1.1):
-        path = optim.trajectory(optim.SGD(lr), optim.quadratic_1d, steps=10)
-        np.testing.assert_allclose(path[:, 0], 4.0 * (1 - 2 * lr) ** np.arange(11), rtol=1e-12)
-
-
-def test_trajectory_marks_divergence_with_inf():
-    path = optim.trajectory(optim.SGD(2.0), optim.quadratic_1d, steps=1000)
-    assert path.shape == (1001, 1)
-    assert np.isfinite(path[0, 0]) and np.isinf(path[-1, 0])
-
-
-def test_trajectory_with_a_keras_optimizer_matches_from_scratch():
-    ours = optim.trajectory(optim.Nesterov(0.01, 0.9), optim.ravine, steps=50)
-    theirs = optim.trajectory(keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True), optim.ravine, steps=50)
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
-
-
-def test_momentum_beats_gd_on_the_ravine():
-    gd = optim.trajectory(optim.SGD(0.4), optim.ravine, steps=60)[-1]
-    heavy = optim.trajectory(optim.Momentum(0.4, 0.5), optim.ravine, steps=60)[-1]
-    assert optim.ravine(heavy) < optim.ravine(gd) / 10
-
-
-def test_lr_sweep_finds_the_stable_window():
-    lrs = np.logspace(-3, 1, 9)
-    gaps = optim.lr_sweep(optim.SGD, optim.quadratic_1d, lrs, steps=50)
-    assert gaps.shape == lrs.shape
-    assert gaps[-1] > 1e50  # η = 10 > 1 diverges: |1 − 2η|^50 = 19^50
-    assert gaps[0] > 1.0  # η = 1e-3 has barely moved
-    assert gaps[np.argmin(gaps)] < 1e-10 and 0.1 <= lrs[np.argmin(gaps)] <= 1.0
-
-
 def test_softmax_regression_gradient_matches_finite_differences_and_keras():
     rng = np.random.default_rng(8)
     x, y = rng.normal(size=(12, 5)), rng.integers(0, 3, size=12)
@@ -232,52 +167,3 @@ def test_minibatch_gradient_is_unbiased_with_variance_over_b():
     slope = np.polyfit(np.log(noise["batch_sizes"]), np.log(noise["variance"]), 1)[0]
     assert -1.15 < slope < -0.85
     assert np.all(noise["bias"] < 5 * noise["variance"] / 400)
-
-
-def test_one_cycle_shape():
-    s = optim.OneCycle(max_lr=0.1, total_steps=1000, pct_start=0.25)
-    lr = keras.ops.convert_to_numpy(s(np.arange(0, 1101)))  # vectorized: one call for all steps
-    assert lr.shape == (1101,)
-    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(s(137))), lr[137], rtol=1e-6)
-    peak = int(np.argmax(lr))
-    assert peak == 250
-    np.testing.assert_allclose(lr[0], 0.1 / 25, rtol=1e-6)
-    np.testing.assert_allclose(lr.max(), 0.1, rtol=1e-6)
-    np.testing.assert_allclose(lr[1000:], 0.1 / 25 / 1e4, rtol=1e-5)
-    assert np.all(np.diff(lr[: peak + 1]) > 0)  # warm-up rises
-    assert np.all(np.diff(lr[peak:1001]) < 0)  # annealing falls
-    assert lr.min() >= 0.1 / 25 / 1e4 * (1 - 1e-5)
-    lin = optim.OneCycle(max_lr=1.0, total_steps=100, pct_start=0.5, div_factor=2.0, final_div_factor=2.0, anneal="linear")
-    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(lin(25))), 0.75, rtol=1e-6)
-    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(lin(75))), 0.625, rtol=1e-6)
-
-
-def test_one_cycle_serializes_and_drives_an_optimizer():
-    s = optim.OneCycle(max_lr=0.05, total_steps=200, pct_start=0.4, anneal="linear")
-    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(s))
-    assert isinstance(again, optim.OneCycle) and again.get_config() == s.get_config()
-    opt = keras.optimizers.SGD(learning_rate=s)
-    restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
-    assert restored.get_config()["learning_rate"]["config"] == s.get_config()
-    ours = optim.SGD(s)
-    assert optim.compare_with_keras(ours, np.ones((30, 3)), np.zeros(3), keras_optimizer=keras.optimizers.SGD(s)) <= TOL
-
-
-def test_one_cycle_validates_arguments():
-    with pytest.raises(ValueError, match="total_steps"):
-        optim.OneCycle(0.1, 1)
-    with pytest.raises(ValueError, match="pct_start"):
-        optim.OneCycle(0.1, 100, pct_start=1.0)
-    with pytest.raises(ValueError, match="anneal"):
-        optim.OneCycle(0.1, 100, anneal="step")
-
-
-def test_plot_function_draws_paths():
-    import matplotlib
-
-    matplotlib.use("agg")
-    paths = {"GD": optim.trajectory(optim.SGD(0.4), optim.ravine, steps=20)}
-    ax = optim.plot_function(optim.ravine, paths, title="t")
-    assert ax.get_title() == "t" and any(line.get_label() == "GD" for line in ax.get_lines())
-    with pytest.raises(ValueError, match="2-D"):
-        optim.plot_function(optim.quadratic_1d)

@@ -86,3 +86,32 @@ def test_setup_profile_argument_overrides_env(monkeypatch, capsys):
     assert "profile: cpu" in capsys.readouterr().out
     with pytest.raises(ValueError, match="valid profiles"):
         cnncourse.setup(0, "tpu")
+
+
+def test_choosing_the_gpu_profile_without_a_gpu_warns_once(monkeypatch, capsys):
+    """CNNCOURSE_PROFILE=gpu on a CPU machine used to start full-scale runs without a word."""
+    from cnncourse import profiles
+
+    monkeypatch.setattr(profiles, "gpu_available", lambda: False)
+    monkeypatch.setattr(profiles, "_warned_no_gpu", False)
+    monkeypatch.setenv("CNNCOURSE_PROFILE", "gpu")
+    assert cnncourse.profile().name == "gpu" and cnncourse.profile().name == "gpu"
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "no GPU" in err[0] and "CNNCOURSE_PROFILE=cpu" in err[0]
+    monkeypatch.setattr(profiles, "_warned_no_gpu", False)
+    cnncourse.setup(0, "gpu", quiet=True)
+    assert "no GPU" in capsys.readouterr().err
+    monkeypatch.setattr(profiles, "_warned_no_gpu", False)
+    assert cnncourse.profile("gpu").name == "gpu"  # looking a profile up by name is not choosing it
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(profiles, "gpu_available", lambda: True)
+    assert cnncourse.profile().name == "gpu" and capsys.readouterr().err == ""
+
+
+def test_device_kind_names_the_gpu_model_or_cpu(monkeypatch):
+    from cnncourse import backend
+
+    monkeypatch.setattr(backend, "gpu_names", lambda: [])
+    assert backend.device_kind() == "cpu"
+    monkeypatch.setattr(backend, "gpu_names", lambda: ["NVIDIA H200", "NVIDIA H200"])
+    assert backend.device_kind() == "NVIDIA H200+NVIDIA H200"

@@ -1,14 +1,14 @@
 """The fast-model recipe: every ingredient a switch, the budget stops, results and caches."""
 
-import dataclasses
 import json
-from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
+from cnncourse.data import Split
 from cnncourse.experiments import recipe
+from cnncourse.experiments.results import RunResult
 from cnncourse.profiles import Experiment
 
 
@@ -25,7 +25,7 @@ def tiny_split(n_train=192, n_test=96, classes=10, seed=0):
         return x, y
 
     (xt, yt), (xe, ye) = make(n_train), make(n_test)
-    return SimpleNamespace(x_train=xt, y_train=yt, x_test=xe, y_test=ye, num_classes=classes)
+    return Split(f"squares{seed}", xt, yt, xe, ye, tuple(str(c) for c in range(classes)))
 
 
 TINY = recipe.Recipe(width=4)
@@ -86,6 +86,18 @@ def test_model_rejects_bad_shapes():
         recipe.build_model(TINY, (28, 28))
     with pytest.raises(ValueError, match="num_classes"):
         recipe.build_model(TINY, num_classes=1)
+    with pytest.raises(ValueError, match="width"):
+        recipe.Recipe(width=2.5)
+    with pytest.raises(ValueError, match="tta"):
+        recipe.Recipe(tta="yes")
+
+
+def test_the_recipes_network_is_the_registered_fast_resnet():
+    from cnncourse import models
+
+    ours, registered = recipe.build_model(recipe.Recipe(width=8)), models.build("fast_resnet", width=8)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in registered.layers]
+    assert ours.count_params() == registered.count_params()
 
 
 def test_no_weight_decay_on_batch_norm_and_bias():
@@ -100,6 +112,12 @@ def test_no_weight_decay_on_batch_norm_and_bias():
         assert kernels <= decayed
         assert (norm_or_bias <= decayed) == decay_all
         assert not (norm_or_bias & decayed) or decay_all
+
+
+def test_schedules_come_from_the_schedules_module():
+    from cnncourse.experiments.schedules import OneCycle
+
+    assert isinstance(recipe.make_optimizer(recipe.Recipe(), total_steps=100)._learning_rate, OneCycle)
 
 
 def test_schedules():
@@ -138,22 +156,7 @@ def test_augmenter_switches():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(full(x, training=False)), x)
 
 
-def test_train_result_time_to_target():
-    r = recipe.TrainResult("r", 0, seconds=[10.0, 21.0, 30.0], val_accuracy=[0.80, 0.931, 0.92], loss=[1, 0.5, 0.4],
-                           test_accuracy=0.93, test_accuracy_plain=0.92, images_per_second=100.0, params=1)
-    assert r.epochs == 3
-    assert r.epochs_to(0.93) == 2 and r.time_to(0.93) == 21.0
-    assert r.epochs_to(0.95) is None and r.time_to(0.95) is None
-    r.cpu_seconds = [5.0, 11.0, 16.0]
-    assert r.time_to(0.93, clock="cpu") == 11.0 and r.time_to(0.93) == 21.0
-    assert recipe.TrainResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
-
-
 def test_time_budget_stops_training():
-    with pytest.raises(ValueError, match="budget"):
-        recipe.TimeBudget(0)
-    with pytest.raises(ValueError, match="clock"):
-        recipe.TimeBudget(10, clock="gpu")
     split = tiny_split()
     run = Experiment(None, None, epochs=3, batch_size=32)
     stopped, _ = recipe.train(TINY, split, run, budget_seconds=1e-6)
@@ -164,6 +167,7 @@ def test_time_budget_stops_training():
     assert not full.stopped_by_budget and full.epochs == 3
     assert full.seconds == sorted(full.seconds) and full.seconds[0] > 0
     assert len(full.cpu_seconds) == 3 and full.cpu_seconds == sorted(full.cpu_seconds) and full.cpu_seconds[0] > 0
+    assert full.validation_source == "test" and full.config == TINY.to_dict()
 
 
 def test_train_learns_and_reports():
@@ -171,13 +175,15 @@ def test_train_learns_and_reports():
     run = Experiment(None, None, epochs=3, batch_size=32)
     result, model = recipe.train(recipe.Recipe(width=4, max_lr=0.1), split, run, seed=1)
     assert result.params == model.count_params()
-    assert result.loss[-1] < result.loss[0]
-    assert result.test_accuracy > 0.5 and result.images_per_second > 0
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert result.reported_test_accuracy > 0.5 and result.images_per_second > 0
     probs = recipe.predict(model, split.x_test, tta=True)
     assert probs.shape == (len(split.x_test), 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
-    assert result.test_accuracy == pytest.approx(float(np.mean(probs.argmax(1) == split.y_test)))
-    assert recipe.ensemble_accuracy([model, model], split.x_test, split.y_test) == pytest.approx(result.test_accuracy)
+    assert result.test_accuracy_tta == pytest.approx(float(np.mean(probs.argmax(1) == split.y_test)))
+    plain = recipe.predict(model, split.x_test, tta=False)
+    assert result.test_accuracy == pytest.approx(float(np.mean(plain.argmax(1) == split.y_test)))
+    assert recipe.ensemble_accuracy([model, model], split.x_test, split.y_test) == pytest.approx(result.test_accuracy_tta)
     with pytest.raises(ValueError, match="at least one"):
         recipe.ensemble_accuracy([], split.x_test, split.y_test)
     with pytest.raises(ValueError, match="Experiment"):
@@ -189,7 +195,8 @@ def test_keras_io_baseline():
     result, model = recipe.train_keras_io(split, 2, batch_size=32)
     assert model.count_params() == 34_826 and result.params == 34_826
     assert result.epochs == 2 and result.label == "keras-io convnet"
-    assert 0.0 <= result.test_accuracy <= 1.0 and result.test_accuracy == result.test_accuracy_plain
+    assert 0.0 <= result.test_accuracy <= 1.0 and result.test_accuracy_tta is None
+    assert result.reported_test_accuracy == result.test_accuracy
 
 
 def test_ablation_runs_each_ingredient_and_caches(tmp_path, monkeypatch):
@@ -197,41 +204,77 @@ def test_ablation_runs_each_ingredient_and_caches(tmp_path, monkeypatch):
     run = Experiment(None, None, epochs=1, batch_size=32)
     cache = tmp_path / "ablation.json"
     chosen = ["label smoothing", "test-time flip"]
-    payload = recipe.ablation(TINY, split, run, ingredients=chosen, additions=["cutout"], ensemble=2, cache=cache,
-                              progress=False)
-    assert list(payload["rows"]) == ["full recipe", "− label smoothing", "− test-time flip", "+ cutout"]
-    rows = payload["rows"]
-    assert rows["− label smoothing"]["recipe"]["label_smoothing"] == 0.0
-    assert rows["+ cutout"]["recipe"]["cutout"] == recipe.ADDITIONS["cutout"]["cutout"]
+    study = recipe.ablation(TINY, split, run, ingredients=chosen, additions=["cutout"], ensemble=2, cache=cache,
+                            progress=False)
+    assert list(study.rows) == ["full recipe", "− label smoothing", "− test-time flip", "+ cutout"]
+    rows = study.rows
+    assert rows["− label smoothing"].config["label_smoothing"] == 0.0
+    assert rows["+ cutout"].config["cutout"] == recipe.ADDITIONS["cutout"]["cutout"]
     # removing TTA needs no training: the same model's single-view accuracy
-    assert rows["− test-time flip"]["test_accuracy"] == rows["full recipe"]["test_accuracy_plain"]
-    assert len(payload["ensemble"]["members"]) == 2
-    table = recipe.ablation_table(payload)
+    assert rows["− test-time flip"].reported_test_accuracy == rows["full recipe"].test_accuracy
+    assert len(study.ensemble["members"]) == 2
+    table = recipe.ablation_table(study)
     assert table.count("\n") == 1 + len(rows) and "− label smoothing" in table
     # the second identical call is read from the cache: no training at all
     monkeypatch.setattr(recipe, "train", lambda *a, **k: pytest.fail("retrained despite a matching cache"))
     again = recipe.ablation(TINY, split, run, ingredients=chosen, additions=["cutout"], ensemble=2, cache=cache,
                             progress=False)
-    assert again == json.loads(cache.read_text())
+    assert again.to_dict() == study.to_dict()
     with pytest.raises(ValueError, match="ingredient"):
         recipe.ablation(TINY, split, run, ingredients=["dropout"])
     with pytest.raises(ValueError, match="addition"):
         recipe.ablation(TINY, split, run, additions=["mixup"])
 
 
+def _fake_train(calls):
+    def fake(r, split, run, seed=0, label=""):
+        calls.append(label)
+        hist = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [0.5]}
+        res = RunResult(label, seed, hist, 1.0, 0.5, [1.0], [1.0], 1.0, 1, "test", config=r.to_dict())
+        return res, None
+
+    return fake
+
+
 def test_ablation_cache_is_ignored_when_the_recipe_changes(tmp_path, monkeypatch):
     cache = tmp_path / "a.json"
     cache.write_text(json.dumps({"key": {"something": "else"}, "rows": {}}))
     calls = []
-
-    def fake_train(r, split, run, seed=0, label=""):
-        calls.append(label)
-        res = recipe.TrainResult(label, seed, [1.0], [0.5], [1.0], 0.5, 0.5, 1.0, 1, recipe=dataclasses.asdict(r))
-        return res, None
-
-    monkeypatch.setattr(recipe, "train", fake_train)
+    monkeypatch.setattr(recipe, "train", _fake_train(calls))
     split = tiny_split(n_train=32, n_test=32)
-    payload = recipe.ablation(TINY, split, Experiment(None, None, 1, 32), ingredients=["weight decay"],
-                              cache=cache, progress=False)
+    recipe.ablation(TINY, split, Experiment(None, None, 1, 32), ingredients=["weight decay"], cache=cache,
+                    progress=False)
     assert calls == ["full recipe", "− weight decay", *(f"+ {name}" for name in recipe.ADDITIONS)]  # all by default
-    assert json.loads(cache.read_text())["key"] == payload["key"]
+    recipe.ablation(TINY.replace(max_lr=0.3), split, Experiment(None, None, 1, 32), ingredients=["weight decay"],
+                    cache=cache, progress=False)
+    assert len(calls) == 8
+
+
+def test_ablation_cache_is_keyed_by_the_data(tmp_path, monkeypatch):
+    """The committed Fashion-MNIST numbers came back for another dataset of the same sizes."""
+    calls = []
+    monkeypatch.setattr(recipe, "train", _fake_train(calls))
+    kwargs = {"ingredients": [], "additions": [], "cache": tmp_path / "a.json", "progress": False}
+    run = Experiment(None, None, 1, 32)
+    recipe.ablation(TINY, tiny_split(n_train=32, n_test=32, seed=0), run, **kwargs)
+    recipe.ablation(TINY, tiny_split(n_train=32, n_test=32, seed=0), run, **kwargs)
+    assert calls == ["full recipe"]
+    recipe.ablation(TINY, tiny_split(n_train=32, n_test=32, seed=1), run, **kwargs)  # same sizes, other data
+    assert calls == ["full recipe", "full recipe"]
+    recipe.ablation(TINY, tiny_split(n_train=32, n_test=32, seed=0), run, recompute=True, **kwargs)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", "null", '{"format": 3, "entries": {"ablation": {"key": 1}}}'])
+def test_a_damaged_ablation_cache_is_reported_and_retrained(tmp_path, monkeypatch, capsys, text):
+    """An empty, truncated or non-JSON cache raised JSONDecodeError / AttributeError."""
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    calls = []
+    monkeypatch.setattr(recipe, "train", _fake_train(calls))
+    recipe.ablation(TINY, tiny_split(n_train=32, n_test=32), Experiment(None, None, 1, 32), ingredients=[],
+                    additions=[], cache=path, progress=False)
+    assert calls == ["full recipe"]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cache ")]
+    assert len(lines) == 1 and "training again" in lines[0]
+    assert json.loads(path.read_text())["entries"]["ablation"]["result"]["rows"]["full recipe"]["label"] == "full recipe"

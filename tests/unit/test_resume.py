@@ -2,8 +2,9 @@
 
 A child process trains with a backup directory and is killed (SIGKILL, no chance to clean
 up) after a chosen epoch; a second process with the same command finishes the run. It must
-end with the full number of epochs and, the run being deterministic (no shuffling, no
-dropout), with exactly the weights of an uninterrupted run.
+say that it resumes, report the whole history (the epochs before the kill too) and, the run
+being deterministic (no shuffling, no dropout), end with exactly the weights and history of an
+uninterrupted run. The course removes only what it wrote.
 """
 
 import json
@@ -42,9 +43,10 @@ JOB = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
 
     run = Experiment(None, None, epochs=6, batch_size=32)
-    result = train.fit(model, data, run, callbacks=[Killer()], shuffle=False, backup_dir=backup)
+    result = train.fit(model, data, run, callbacks=[Killer()], shuffle=False, backup_dir=backup, label="mlp")
     np.savez(out, *model.get_weights())
-    print(json.dumps({"epochs_this_process": result.epochs, "acc": result.test_accuracy}), flush=True)
+    print(json.dumps({"epochs": result.epochs, "resumed_from": result.resumed_from_epoch, "acc": result.test_accuracy,
+                      "loss": result.history["loss"], "seconds": len(result.seconds)}), flush=True)
     """
 )
 
@@ -65,20 +67,24 @@ def run_job(tmp_path, name, backup, kill_after=None):
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     reference = run_job(tmp_path, "reference", tmp_path / "backup_ref")
     assert reference.returncode == 0, reference.stderr[-2000:]
+    uninterrupted = json.loads(reference.stdout.splitlines()[-1])
 
     backup = tmp_path / "backup"
     killed = run_job(tmp_path, "resumed", backup, kill_after=3)
     assert killed.returncode == -9, killed.stderr[-2000:]  # died by SIGKILL mid-run
     assert "epoch 3" in killed.stdout and not (tmp_path / "resumed.npz").exists()
-    assert backup.exists()  # the backup survived the kill
+    assert (backup / "mlp-seed0" / "history.json").exists()  # the backup and its history survived the kill
 
     resumed = run_job(tmp_path, "resumed", backup)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert resumed.stdout.splitlines()[0] == "epoch 3"  # picked up where it was killed
-    summary = json.loads(resumed.stdout.splitlines()[-1])
-    assert summary["epochs_this_process"] == 3  # epochs 3, 4, 5 of 6
+    lines = resumed.stdout.splitlines()
+    assert lines[0].startswith("resuming mlp seed 0 from epoch 3")  # it says so ...
+    assert lines[1] == "epoch 3"  # ... and picks up where it was killed
+    summary = json.loads(lines[-1])
+    assert summary["epochs"] == 6 and summary["seconds"] == 6 and summary["resumed_from"] == 3  # the whole history
+    np.testing.assert_allclose(summary["loss"], uninterrupted["loss"], rtol=1e-6)
     assert summary["acc"] > 0.6
-    assert not backup.exists()  # a finished run removes its backup
+    assert not backup.exists()  # the course created the folder, so a finished run removes it
 
     ref, res = np.load(tmp_path / "reference.npz"), np.load(tmp_path / "resumed.npz")
     assert ref.files == res.files
