@@ -42,19 +42,22 @@ def _is_integer(value: object) -> bool:
     return isinstance(value, _INTEGERS) and not isinstance(value, (bool, np.bool_))
 
 
+def _allowed(kind: str, minimum: Any, maximum: Any, open_min: bool = False, open_max: bool = False) -> str:
+    """``"an integer in [0, 3]"``, ``"a finite number > 0"``, ...: what a bounded check allows, in words."""
+    if minimum is not None and maximum is not None:
+        return f"{kind} in {'(' if open_min else '['}{minimum}, {maximum}{')' if open_max else ']'}"
+    if minimum is not None:
+        return f"{kind} {'>' if open_min else '>='} {minimum}"
+    if maximum is not None:
+        return f"{kind} {'<' if open_max else '<='} {maximum}"
+    return kind
+
+
 def integer(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer (Python or NumPy) in ``[minimum, maximum]``, returned as a Python ``int``."""
     ok = _is_integer(value) and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
     if not ok:
-        if minimum is not None and maximum is not None:
-            allowed = f"an integer in [{minimum}, {maximum}]"
-        elif minimum is not None:
-            allowed = f"an integer >= {minimum}"
-        elif maximum is not None:
-            allowed = f"an integer <= {maximum}"
-        else:
-            allowed = "an integer"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be {_allowed('an integer', minimum, maximum)}, got {value!r}")
     return int(value)  # type: ignore[arg-type]
 
 
@@ -83,14 +86,8 @@ def number(
         if ok and maximum is not None:
             ok = v < maximum if exclusive_maximum else v <= maximum
     if not ok:
-        if minimum is not None and maximum is not None:
-            allowed = f"a number in {'(' if exclusive_minimum else '['}{minimum}, {maximum}{')' if exclusive_maximum else ']'}"
-        elif minimum is not None:
-            allowed = f"a finite number {'>' if exclusive_minimum else '>='} {minimum}"
-        elif maximum is not None:
-            allowed = f"a finite number {'<' if exclusive_maximum else '<='} {maximum}"
-        else:
-            allowed = "a finite number"
+        kind = "a number" if minimum is not None and maximum is not None else "a finite number"
+        allowed = _allowed(kind, minimum, maximum, exclusive_minimum, exclusive_maximum)
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return float(value)  # type: ignore[arg-type]
 

@@ -147,6 +147,17 @@ def _stages(x: Any, block: str, depths: Sequence[int], widths: Sequence[int], st
     return x
 
 
+def _prefix(shortcut: str | None) -> str:
+    return "resnet" if shortcut is not None else "plain"
+
+
+def _head(inputs: Any, x: Any, classes: int, classifier_activation: Any, name: str) -> keras.Model:
+    """Global average pooling and the dense classifier: the end of every ResNet."""
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = classifier(x, classes, classifier_activation, "predictions")
+    return keras.Model(inputs, outputs, name=name)
+
+
 def _check(activation: Any, batch_norm: Any, shortcut: Any, width: Any, bn_momentum: Any) -> float:
     checks.choice("shortcut", shortcut, SHORTCUTS)
     return check_options(activation=activation, batch_norm=batch_norm, bn_momentum=bn_momentum, width=width)[1]
@@ -185,10 +196,7 @@ def resnet(
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     widths = [scaled(v, w) for v in (64, 128, 256, 512)]
     x = _stages(x, block, depths, widths, (1, 2, 2, 2), shortcut, o, first_stage=2)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = classifier(x, classes, classifier_activation, "predictions")
-    prefix = "resnet" if shortcut is not None else "plain"
-    return keras.Model(inputs, outputs, name=name or f"{prefix}{depth}")
+    return _head(inputs, x, classes, classifier_activation, name or f"{_prefix(shortcut)}{depth}")
 
 
 def resnet_small(
@@ -221,10 +229,7 @@ def resnet_small(
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
     widths = [scaled(v, w) for v in (64, 128, 256, 512)]
     x = _stages(x, block, depths, widths, (1, 2, 2, 2), shortcut, o, first_stage=2)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = classifier(x, classes, classifier_activation, "predictions")
-    prefix = "resnet" if shortcut is not None else "plain"
-    return keras.Model(inputs, outputs, name=name or f"{prefix}{depth}_small")
+    return _head(inputs, x, classes, classifier_activation, name or f"{_prefix(shortcut)}{depth}_small")
 
 
 def cifar_blocks_per_stage(depth: Any) -> int:
@@ -265,7 +270,4 @@ def cifar_resnet(
     x = o.unit(inputs, scaled(16, w), 3, "conv1", padding="same")
     widths = [scaled(v, w) for v in (16, 32, 64)]
     x = _stages(x, "basic", (n, n, n), widths, (1, 2, 2), shortcut, o, first_stage=2)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = classifier(x, classes, classifier_activation, "predictions")
-    prefix = "resnet" if shortcut is not None else "plain"
-    return keras.Model(inputs, outputs, name=name or f"{prefix}{depth}_cifar")
+    return _head(inputs, x, classes, classifier_activation, name or f"{_prefix(shortcut)}{depth}_cifar")
