@@ -161,8 +161,11 @@ class ResultCache:
         except ValueError:
             say("is empty" if not text.strip() else "is not valid JSON (truncated or damaged)")
             return {}
-        if not isinstance(payload, dict) or "format" not in payload:
-            say("is not a cnncourse result cache (no format field)")
+        if not isinstance(payload, dict):
+            say(f"is not a cnncourse result cache (a JSON {type(payload).__name__}, not an object)")
+            return {}
+        if "format" not in payload:
+            say("has no format field (written by an older cnncourse, or not a result cache)")
             return {}
         if payload["format"] != FORMAT:
             say(f"was written in cache format {payload['format']!r}, this version reads format {FORMAT}")

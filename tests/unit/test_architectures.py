@@ -143,7 +143,7 @@ def test_a_file_of_another_kind_is_reported_and_retrained(tmp_path, capsys):
     path.write_text(json.dumps({"lenet5": []}))
     results = architectures.run_architectures(["lenet5"], _Split(), RUN, Recipe(flip=False, shift=0), profile="test",
                                               path=path)
-    assert "not a cnncourse result cache" in capsys.readouterr().out
+    assert "no format field" in capsys.readouterr().out
     assert results.rows()[0]["name"] == "lenet5"
 
 

@@ -86,7 +86,7 @@ def test_get_returns_only_what_was_stored_under_an_equal_key(tmp_path):
 
 @pytest.mark.parametrize(
     "text, reason",
-    [("", "is empty"), ('{"format": 3, "ent', "not valid JSON"), ("[1, 2]", "not a cnncourse result cache"),
+    [("", "is empty"), ('{"format": 3, "ent', "not valid JSON"), ("[1, 2]", "not a cnncourse result cache"), ('{"key": {}, "rows": {}}', "older cnncourse"),
      ('{"format": 2, "entries": {}}', "cache format 2"), ('{"format": 3, "entries": []}', "damaged"),
      ('{"format": 3, "entries": {"a": 1}}', "entry 'a' is damaged"),
      ('{"format": 3, "entries": {"a": {"key": {}}}}', "entry 'a' is damaged")],
