@@ -13,6 +13,7 @@ import os
 import platform
 import random
 
+from cnncourse import checks
 from cnncourse.backend import gpu_names, quiet_start
 from cnncourse.profiles import ENV_VAR, Experiment, Profile, profile
 
@@ -62,8 +63,7 @@ def setup(
     On JAX, CPU execution is deterministic already; on GPU, set
     ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` before JAX starts.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = checks.integer("seed", seed, minimum=0)
     if profile_name is not None:
         os.environ[ENV_VAR] = profile(profile_name).name  # validates the name first
     import keras

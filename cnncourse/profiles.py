@@ -40,14 +40,18 @@ class Experiment:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from cnncourse import checks
+
         for field in ("epochs", "batch_size", "seeds"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Experiment.{field} must be a positive integer, got {value!r}")
+            object.__setattr__(self, field, checks.positive_int(f"Experiment.{field}", getattr(self, field)))
         for field in ("train_size", "test_size"):
             value = getattr(self, field)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"Experiment.{field} must be None or a positive integer, got {value!r}")
+            if value is not None:
+                try:
+                    value = checks.positive_int(f"Experiment.{field}", value)
+                except ValueError:
+                    raise ValueError(f"Experiment.{field} must be None or a positive integer, got {value!r}") from None
+                object.__setattr__(self, field, value)
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     def option(self, key: str, default: Any = None) -> Any:

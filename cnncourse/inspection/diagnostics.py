@@ -29,6 +29,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from cnncourse import checks
+
 __all__ = [
     "INITS",
     "LayerStats",
@@ -60,8 +62,7 @@ class LayerStats:
 
 def summarize(name: str, values, *, bins: int = 50, range: tuple[float, float] | None = None) -> LayerStats:
     """Statistics and histogram of one array of activations (computed in float64)."""
-    if not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    bins = checks.positive_int("bins", bins)
     v = np.asarray(keras.ops.convert_to_numpy(values), dtype=np.float64).ravel()
     if v.size == 0:
         raise ValueError(f"layer {name!r} produced an empty output")
@@ -224,9 +225,7 @@ def random_mlp_activations(
     """
     if activation not in _NUMPY_ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(_NUMPY_ACTIVATIONS)}, got {activation!r}")
-    for field, value in (("depth", depth), ("width", width)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{field} must be a positive integer, got {value!r}")
+    depth, width = checks.positive_int("depth", depth), checks.positive_int("width", width)
     act = _NUMPY_ACTIVATIONS[activation]
     h = np.asarray(x, dtype=np.float64)
     if h.ndim != 2:

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from cnncourse import checks
+
 __all__ = ["GELU_SWISH_BETA", "REFERENCE", "Dice", "Swish", "derivative", "swish"]
 
 GELU_SWISH_BETA = 1.702  # σ(1.702 x) ≈ Φ(x) (Hendrycks & Gimpel, 2016), so swish(x, 1.702) ≈ gelu(x)
@@ -47,9 +49,7 @@ class Swish(keras.layers.Layer):
 
     def __init__(self, beta: float = 1.0, trainable_beta: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta):
-            raise ValueError(f"beta must be a finite number, got {beta!r}")
-        self.beta_value = float(beta)
+        self.beta_value = checks.number("beta", beta)
         self.trainable_beta = bool(trainable_beta)
 
     def build(self, input_shape) -> None:
@@ -93,12 +93,8 @@ class Dice(keras.layers.Layer):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if not (isinstance(epsilon, (int, float)) and epsilon > 0):
-            raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
-        if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
-            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
-        self.epsilon = float(epsilon)
-        self.momentum = float(momentum)
+        self.epsilon = checks.positive_float("epsilon", epsilon)
+        self.momentum = checks.number("momentum", momentum, minimum=0.0, maximum=1.0, exclusive_maximum=True)
         self.alpha_initializer = keras.initializers.get(alpha_initializer)
 
     def build(self, input_shape) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from cnncourse import checks
+
 __all__ = [
     "TEST_FUNCTIONS",
     "TestFunction",
@@ -199,8 +201,7 @@ def trajectory(optimizer, f: TestFunction, start: Sequence[float] | None = None,
     Muon, schedule-free AdamW). A path that overflows is cut off with ``inf`` rows, so a
     divergent run still plots.
     """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    steps = checks.integer("steps", steps, minimum=0)
     p = np.asarray(f.start if start is None else start, dtype=np.float64)
     if p.shape != (f.dims,):
         raise ValueError(f"start must have {f.dims} coordinates for {f.name!r}, got shape {p.shape}")

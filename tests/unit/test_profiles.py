@@ -75,8 +75,18 @@ def test_setup_seeds_and_reports(capsys):
 
 
 def test_setup_rejects_bad_seed():
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         cnncourse.setup(-1)
+    with pytest.raises(ValueError, match="seed"):
+        cnncourse.setup(True)
+
+
+def test_sizes_computed_with_numpy_are_accepted(capsys):
+    import numpy as np
+
+    run = Experiment(np.int64(100), None, epochs=np.int32(2), batch_size=np.int64(32))
+    assert run.train_size == 100 and type(run.epochs) is int and type(run.batch_size) is int
+    cnncourse.setup(np.int64(0), quiet=True)
 
 
 def test_setup_profile_argument_overrides_env(monkeypatch, capsys):
