@@ -21,6 +21,19 @@ from typing import Any
 
 from cnncourse import checks
 
+__all__ = [
+    "ACTIVATIONS",
+    "BN_MOMENTUM",
+    "CLASSIFIER_ACTIVATIONS",
+    "check_common",
+    "check_options",
+    "classifier",
+    "conv_bn_act",
+    "scaled",
+    "smallest_input",
+    "spatial_after",
+]
+
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish", "linear")
 CLASSIFIER_ACTIVATIONS = ("softmax", None)
 BN_MOMENTUM = 0.9
