@@ -21,7 +21,7 @@ REPO ?=
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[tensorflow,jax,test]"
 	@touch $(STAMP)
 
 setup: $(STAMP)                    ## create .venv and install the course
