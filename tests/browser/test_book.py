@@ -26,8 +26,10 @@ pytest.importorskip("myst_nb", reason="the book's packages are in the test extra
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build"
 SOFTMAX = "02_softmax_cross_entropy.html"
-# MathJax 3 has finished once its start-up promise resolves (pages without maths do not load it)
-TYPESET = "() => window.MathJax && MathJax.startup && MathJax.startup.promise ? MathJax.startup.promise.then(() => true) : !document.querySelector('script[src*=mathjax]')"
+# after the load event (deferred scripts have run): MathJax 3 is there where the page asks for it
+# (pages without maths do not), and it has finished once its start-up promise resolves
+MATHJAX_LOADED = "() => !document.querySelector('script[src*=mathjax]') || !!(window.MathJax && MathJax.startup)"
+TYPESET = "() => window.MathJax && MathJax.startup ? MathJax.startup.promise.then(() => true) : true"
 MATHS = """() => {
   const formulas = Array.from(document.querySelectorAll('.math'));
   return {
@@ -77,7 +79,8 @@ def test_every_page_typesets_every_formula_offline(book, offline_page):
     found = {}
     for path in pages_of(book):
         page.goto(path.as_uri())
-        page.wait_for_function(TYPESET, timeout=120_000)
+        assert page.evaluate(MATHJAX_LOADED), f"{path.name}: MathJax did not load from the book's folder"
+        page.evaluate(TYPESET)
         maths = page.evaluate(MATHS)
         assert maths["untypeset"] == [], f"{path.name}: formulas left as LaTeX: {maths['untypeset'][:5]}"
         assert maths["errors"] == [], f"{path.name}: MathJax could not typeset {maths['errors'][:5]}"
@@ -112,7 +115,7 @@ def test_search_for_cross_entropy_finds_the_softmax_notebook(book, offline_page)
 def test_dark_mode_switch_changes_the_colours(book, offline_page):
     page = offline_page
     page.goto((book.out_dir / "04_activations_init.html").as_uri())
-    page.wait_for_function(TYPESET, timeout=120_000)
+    page.evaluate(TYPESET)
 
     def choose(mode: str) -> list[str]:
         page.locator(".theme-switch-button:visible").first.click()
