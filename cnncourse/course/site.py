@@ -281,12 +281,12 @@ def _check_notebooks(notebooks: Sequence[Path]) -> list[Path]:
     return sorted(paths, key=lambda p: p.name)
 
 
-def _clear(folder: Path, marker: str) -> None:
-    """Empty ``folder`` for a new build, but only if an earlier build made it (it holds
-    ``marker``): a folder of someone else's files is refused, never deleted."""
+def _clear(folder: Path, *markers: str) -> None:
+    """Empty ``folder`` for a new build, but only if an earlier build made it (it holds one of
+    ``markers``): a folder of someone else's files is refused, never deleted."""
     if folder.exists():
-        if any(folder.iterdir()) and not (folder / marker).exists():
-            raise SiteError(f"{folder} holds files this build did not write (no {marker}); "
+        if any(folder.iterdir()) and not any((folder / marker).exists() for marker in markers):
+            raise SiteError(f"{folder} holds files this build did not write (no {markers[0]}); "
                             "choose another output folder or empty it yourself")
         shutil.rmtree(folder)
 
@@ -352,7 +352,7 @@ def build_site(notebooks: Sequence[Path] | None = None, out_dir: Path = SITE_DIR
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     src, doctrees = work_dir / "src", work_dir / "doctrees"
     docs = write_sources(notebooks, src, repo=repo and github_repository(repo), branch=branch, readme=readme)
-    _clear(out_dir, ".buildinfo")
+    _clear(out_dir, ".buildinfo", "mathjax/MathJax.js")  # Sphinx's, or the site the book replaced
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-E", "-q", "-j", str(jobs),
                "-d", str(doctrees), str(src), str(out_dir)]
     start = time.perf_counter()
