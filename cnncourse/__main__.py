@@ -1,4 +1,4 @@
-"""``python -m cnncourse doctor | data | models | run | bench | student | site``: the course's command line.
+"""``python -m cnncourse doctor | data | models | run | bench | student | site | grade``: the course's command line.
 
 Each subcommand lives in the module that owns the work (``cnncourse.data.cli`` and so on);
 this file only dispatches, so ``python -m cnncourse data where`` does not import Keras.
@@ -17,7 +17,8 @@ COMMANDS = {
     "run": ("cnncourse.course.runner", "execute the notebooks in the active profile, write build/"),
     "bench": ("cnncourse.course.bench", "run the benchmarks, rewrite benchmarks/results/*.md"),
     "student": ("cnncourse.course.student", "write student/ copies of the notebooks: solutions cleared, outputs removed"),
-    "site": ("cnncourse.course.site", "render the notebooks' stored outputs to a static site in build/site/"),
+    "site": ("cnncourse.course.site", "build the course book (Sphinx) from the notebooks' stored outputs in build/site/"),
+    "grade": ("cnncourse.course.grading", "run nbgrader's loop for one assignment in grading/: release, autograde, feedback"),
 }
 
 

@@ -39,7 +39,8 @@ def _conda_requirements() -> dict[str, str]:
         if line.startswith("dependencies:"):
             in_deps = True
             continue
-        match = re.match(r"^  - ([A-Za-z][\w.-]*.*)$", line)
+        # conda packages, and (6 spaces in) what the pip: section installs from the package index
+        match = re.match(r"^  - ([A-Za-z][\w.-]*.*)$", line) or re.match(r"^      - ([A-Za-z][\w.-]*.*)$", line)
         if in_deps and match and not match.group(1).startswith("pip:"):
             name = _name(match.group(1))
             pypi = CONDA_TO_PYPI.get(name, name)
