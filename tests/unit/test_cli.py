@@ -74,3 +74,41 @@ def test_bench_runs_the_scripts_of_dir_and_they_write_there(tmp_path, monkeypatc
 def test_help_for_a_command_shows_that_command_s_options(capsys):
     assert cli.main(["help", "data"]) == 0
     assert "--force" in capsys.readouterr().out
+
+
+def test_an_interrupt_or_a_closed_pipe_is_an_exit_status_not_a_traceback(monkeypatch, capsys, tmp_path):
+    import os
+
+    from cnncourse.course import bench
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "cli", interrupted)
+    assert cli.main(["bench"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+    class ClosedPipe:
+        """stdout whose reader has gone (`python -m cnncourse models | head -1`)."""
+
+        def __init__(self):
+            self.fd = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT)
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return self.fd
+
+    pipe = ClosedPipe()
+    monkeypatch.setattr("sys.stdout", pipe)
+    monkeypatch.setattr("sys.argv", ["cnncourse", "help"])
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli._entry()
+    finally:
+        os.close(pipe.fd)
+    assert exc.value.code == 1

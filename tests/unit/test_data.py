@@ -901,3 +901,41 @@ def test_a_broken_manifest_is_one_error_naming_the_file(env, monkeypatch):
         data.load("mnist")
     assert str(path) in str(exc.value) and isinstance(exc.value, ValueError)
     assert data.cli(["verify"]) == 2
+
+
+def test_a_corrupt_copy_early_in_the_search_path_is_skipped_with_a_warning_and_kept(env):
+    arrays = fetched(env, 33)  # good copies in the cache
+    mine = env.user / "mnist" / "train-labels-idx1-ubyte.gz"  # searched first ($CNNCOURSE_DATA)
+    mine.parent.mkdir()
+    mine.write_bytes(gzip.compress(idx_bytes(np.zeros(40, np.uint8))))
+    with pytest.warns(UserWarning, match="skipped") as caught:
+        (_, y), _ = data.load("mnist", download=False)
+    np.testing.assert_array_equal(y, arrays["train-labels-idx1-ubyte"])  # not the zeros
+    assert str(mine) in str(caught[0].message) and str(env.cache / "mnist") in str(caught[0].message)
+    check = data.verify("mnist")[1]
+    assert check.ok and check.path.parent == env.cache / "mnist" and check.skipped[0][:2] == (mine, "mismatch")
+    assert data.fetch("mnist")["train-labels-idx1-ubyte"].parent == env.cache / "mnist"
+    assert gzip.decompress(mine.read_bytes()) == idx_bytes(np.zeros(40, np.uint8))
+
+
+def test_a_manifest_cannot_send_files_outside_the_cache_and_bad_arguments_are_named(env, capsys):
+    arrays = make_mnist(np.random.default_rng(34))
+    add_mnist(env, arrays, place="server")
+    for folders in (["../escape"], ["/etc"]):
+        env.manifest["datasets"]["mnist"]["folders"] = folders
+        env.write_manifest()
+        with pytest.raises(data.ManifestError, match="relative folder names"):
+            data.fetch("mnist")
+    assert not (env.tmp / "escape").exists()
+    env.manifest["datasets"]["mnist"]["folders"] = ["mnist"]
+    env.write_manifest()
+    for bad in (0, -1, float("nan"), float("inf"), "60", True):
+        with pytest.raises(ValueError, match="deadline_s must be a positive"):
+            data.fetch("mnist", deadline_s=bad)
+    with pytest.raises(SystemExit):
+        data.cli(["verify", "--force"])
+    assert "apply to fetch only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        data.cli(["fetch", "--deadline", "0"])
+    assert "positive number of seconds" in capsys.readouterr().err
+    assert leftovers(env.cache) == [] and not (env.cache / "mnist").exists()
