@@ -81,19 +81,21 @@ def _unwritable(folder: Path, exc: OSError) -> DownloadError:
     )
 
 
-def _create_part(final: Path) -> tuple[int, Path]:
+def _create_part(final: Path) -> tuple[int, Path, bool]:
+    """A new part file beside ``final``, and whether its folder was created for it."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     flags |= getattr(os, "O_BINARY", 0)
     try:
+        created = not os.path.lexists(final.parent)
         final.parent.mkdir(parents=True, exist_ok=True)
         part = part_path(final)
-        return os.open(part, flags, 0o666), part  # mode 0666 & ~umask, like any file the user creates
+        return os.open(part, flags, 0o666), part, created  # mode 0666 & ~umask, like any file the user creates
     except OSError as exc:
         raise _unwritable(final.parent, exc) from None
 
 
 def _write_part(data: bytes, final: Path) -> Path:
-    fd, part = _create_part(final)
+    fd, part, _ = _create_part(final)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -245,14 +247,18 @@ def _stream(url: str, out: BinaryIO, label: str, *, limit: int, deadline_s: floa
 
 
 def _download(url: str, final: Path, *, limit: int, deadline_s: float, progress: bool) -> Path:
-    """Stream ``url`` into a part file beside ``final``; on any failure remove it and raise."""
-    fd, part = _create_part(final)
+    """Stream ``url`` into a part file beside ``final``; on any failure remove it (and the folder
+    made for it, if still empty) and raise."""
+    fd, part, created = _create_part(final)
     try:
         with os.fdopen(fd, "wb") as out:
             _stream(url, out, f"{final.parent.name}/{final.name}", limit=limit, deadline_s=deadline_s, progress=progress)
         return part
     except BaseException as exc:
         part.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                final.parent.rmdir()  # made in this call; fails harmlessly if anything is in it
         if isinstance(exc, (urllib.error.URLError, OSError, http.client.HTTPException)) and not isinstance(
             exc, DownloadError
         ):

@@ -436,7 +436,7 @@ def test_missing_offline_names_file_directories_and_fixes(env):
     assert "train-images-idx3-ubyte" in message
     assert str(env.user / "mnist") in message and str(env.cache) in message
     assert "python -m cnncourse data fetch mnist" in message and "CNNCOURSE_DATA" in message
-    assert leftovers(env.cache) == []
+    assert leftovers(env.cache) == [] and not (env.cache / "mnist").exists()  # not even the folder it made
     with pytest.raises(data.DatasetNotFoundError, match="not found"):
         data.load("mnist", download=False)
 
