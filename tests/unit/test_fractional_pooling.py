@@ -77,6 +77,25 @@ def test_reference_rejects_bad_arguments():
         fmp.pooling_sequence(5, 7)
 
 
+@pytest.mark.tf_only
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="needs the TensorFlow backend")
+@pytest.mark.parametrize("pseudo_random", [True, False])
+@pytest.mark.parametrize("overlapping", [False, True])
+def test_reference_equals_tensorflow_fractional_max_pool_on_its_own_sequences(pseudo_random, overlapping):
+    """tf.nn.fractional_max_pool returns the sequences it drew: pooled by the reference they give its output."""
+    import tensorflow as tf
+
+    x = _images((2, 17, 13, 3), seed=9)
+    for seed in range(5):
+        out, rows, cols = tf.nn.fractional_max_pool(
+            x, [1.0, math.sqrt(2), 1.5, 1.0], pseudo_random=pseudo_random, overlapping=overlapping, seed=seed + 1
+        )
+        rows, cols = rows.numpy(), cols.numpy()
+        assert out.shape == (2, fmp.output_size(17, math.sqrt(2)), fmp.output_size(13, 1.5), 3) == (2, 12, 8, 3)
+        assert rows[0] == 0 and rows[-1] == 17 and set(np.diff(rows)) <= {1, 2}
+        np.testing.assert_array_equal(out.numpy(), fmp.fractional_max_pool2d(x, rows, cols, overlapping))
+
+
 # ---------------------------------------------------------------------------------- the layer's pieces
 @pytest.mark.parametrize("n_in, n_out", [(32, 22), (25, 16), (10, 8), (7, 3), (9, 5)])
 def test_keras_pseudo_random_boundaries_equal_the_reference(n_in, n_out):
