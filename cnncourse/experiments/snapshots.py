@@ -133,7 +133,13 @@ def ensemble_probabilities(
 
 
 def ensemble_accuracy(
-    model: keras.Model, members: Sequence[Sequence[np.ndarray]], x: np.ndarray, y: np.ndarray, *, from_logits: bool = True, batch_size: int = 256
+    model: keras.Model,
+    members: Sequence[Sequence[np.ndarray]],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    from_logits: bool = True,
+    batch_size: int = 256,
 ) -> float:
     """Accuracy of :func:`ensemble_probabilities` against integer labels ``y``."""
     probs = ensemble_probabilities(model, members, x, from_logits=from_logits, batch_size=batch_size)

@@ -151,7 +151,8 @@ def rewire_relus(model: keras.Model, rule: str) -> keras.Model:
 def _image(model: keras.Model, image: np.ndarray) -> np.ndarray:
     x = np.asarray(image, dtype="float32")
     expected = tuple(model.input_shape[1:])
-    if x.shape != expected and not (len(x.shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))):
+    fits = len(x.shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
+    if not fits:
         raise ValueError(f"image must have the model's input shape {expected} (one image, no batch axis), got {x.shape}")
     return x[None]
 
@@ -220,7 +221,8 @@ def grad_cam(
     if not upsample:
         return cam
     size = x.shape[1:3]
-    resized = ops.image.resize(cam[None, :, :, None].astype("float32"), size, interpolation="bilinear", data_format="channels_last")
+    batch = cam[None, :, :, None].astype("float32")
+    resized = ops.image.resize(batch, size, interpolation="bilinear", data_format="channels_last")
     return np.asarray(ops.convert_to_numpy(resized))[0, :, :, 0]
 
 
@@ -338,7 +340,12 @@ def _backward_view(
 
 
 def guided_backprop(
-    model: keras.Model, image: np.ndarray, class_index: int | None = None, *, layer_name: str | None = None, unit: int | None = None
+    model: keras.Model,
+    image: np.ndarray,
+    class_index: int | None = None,
+    *,
+    layer_name: str | None = None,
+    unit: int | None = None,
 ) -> np.ndarray:
     """Guided backpropagation of a class score (default: the predicted class) or of one feature map, ``(H, W, C)``.
 
@@ -351,7 +358,12 @@ def guided_backprop(
 
 
 def deconvnet(
-    model: keras.Model, image: np.ndarray, class_index: int | None = None, *, layer_name: str | None = None, unit: int | None = None
+    model: keras.Model,
+    image: np.ndarray,
+    class_index: int | None = None,
+    *,
+    layer_name: str | None = None,
+    unit: int | None = None,
 ) -> np.ndarray:
     """The Zeiler–Fergus deconvnet projection of a feature map's strongest activation (or a class score), ``(H, W, C)``.
 

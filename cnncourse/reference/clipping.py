@@ -83,7 +83,8 @@ def clip_gradients(
     global_clipnorm: float | None = None,
 ) -> list[np.ndarray]:
     """What a Keras optimizer does to the gradients before its update rule; at most one option, as in Keras."""
-    given = {k: v for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)) if v is not None}
+    options = (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm))
+    given = {name: value for name, value in options if value is not None}
     if len(given) > 1:
         raise ValueError(f"only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras), got {sorted(given)}")
     if clipnorm is not None:
@@ -104,10 +105,14 @@ def sgd_step(
     clipvalue: float | None = None,
     global_clipnorm: float | None = None,
 ) -> list[np.ndarray]:
-    r"""One plain SGD step on clipped gradients, :math:`w_k - \eta\, \mathrm{clip}(g)_k`: ``keras.optimizers.SGD(η, clip…)``."""
+    r"""One plain SGD step on clipped gradients, :math:`w_k - \eta\, \mathrm{clip}(g)_k`.
+
+    The same update as ``keras.optimizers.SGD(η, clipnorm=…)`` (or ``clipvalue``, ``global_clipnorm``).
+    """
     eta = non_negative_float("learning_rate", learning_rate)
     params = _arrays(params)
     clipped = clip_gradients(grads, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
     if [p.shape for p in params] != [g.shape for g in clipped]:
-        raise ValueError(f"params and grads must have the same shapes, got {[p.shape for p in params]} and {[g.shape for g in clipped]}")
+        shapes = [p.shape for p in params], [g.shape for g in clipped]
+        raise ValueError(f"params and grads must have the same shapes, got {shapes[0]} and {shapes[1]}")
     return [p - eta * g for p, g in zip(params, clipped)]

@@ -224,7 +224,9 @@ def conv2d_transpose(
     return out if b is None else out + np.asarray(b)
 
 
-def autodiff_input_gradient(x: np.ndarray, w: np.ndarray, g: np.ndarray, stride=1, padding: str = "valid", dilation=1) -> np.ndarray:
+def autodiff_input_gradient(
+    x: np.ndarray, w: np.ndarray, g: np.ndarray, stride=1, padding: str = "valid", dilation=1
+) -> np.ndarray:
     r""":math:`\partial \langle \mathrm{conv2d}(x, w), g\rangle / \partial x` by the Keras backend's autodiff, in float64.
 
     The forward pass is ``keras.ops.conv`` (what ``Conv2D`` calls); the gradient comes from

@@ -35,6 +35,14 @@ def test_training_drops_whole_examples_with_probability_rate_and_rescales_the_re
     assert abs((1 - kept.mean()) - rate) < 4 * np.sqrt(rate * (1 - rate) / n)  # 4 binomial standard deviations
 
 
+def test_it_computes_what_keras_dropout_with_a_per_example_noise_shape_computes():
+    """The docstring's claim: Dropout(rate, noise_shape=(None, 1, 1, 1)) also keeps or drops each example whole."""
+    x = _branch()
+    y = _np(keras.layers.Dropout(0.3, noise_shape=(None, 1, 1, 1), seed=1)(x, training=True))
+    kept = _kept(x, y, 1.0 / 0.7)
+    assert abs((1 - kept.mean()) - 0.3) < 4 * np.sqrt(0.3 * 0.7 / len(x))
+
+
 def test_paper_scaling_keeps_branches_unscaled_in_training_and_scales_by_survival_at_test():
     x = _branch()
     layer = L.StochasticDepth(0.25, scaling="test", seed=2)
