@@ -12,16 +12,20 @@ TEST_ARGS ?=
 # `make lab LAB_DIR=student` serves the student copies; LAB_ARGS e.g. --ip=0.0.0.0 for a classroom
 LAB_DIR ?= notebooks
 LAB_ARGS ?=
-# `make site REPO=owner/name` adds "Open in Colab" links (default: $CNNCOURSE_REPO, else the
-# origin remote when it is on GitHub)
+# `make site REPO=owner/name` adds "Open in Colab" and Binder buttons (default: $CNNCOURSE_REPO, else
+# the origin remote when it is on GitHub)
 REPO ?=
+# `make grade NB=04_activations_init`: nbgrader's loop for one assignment in grading/;
+# GRADE_ARGS=--self-test also submits the unchanged release and the reference solutions
+NB ?=
+GRADE_ARGS ?=
 
-.PHONY: setup course test unit notebooks lab student site bench data doctor clean
+.PHONY: setup course test unit notebooks lab student site grade bench data doctor clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[tensorflow,jax,test]"
 	@touch $(STAMP)
 
 setup: $(STAMP)                    ## create .venv and install the course
@@ -46,8 +50,12 @@ lab: $(STAMP)                      ## JupyterLab on the course notebooks (LAB_DI
 student: $(STAMP)                  ## student/ copies: solutions cleared by nbgrader, outputs removed
 	$(PY) -m cnncourse student
 
-site: $(STAMP)                     ## static HTML site of the notebooks' stored outputs in build/site/
+site: $(STAMP)                     ## the course book (Sphinx + MyST-NB) of the stored outputs in build/site/
 	$(PY) -m cnncourse site $(if $(REPO),--repo $(REPO))
+
+grade: $(STAMP)                    ## nbgrader's loop for one assignment: make grade NB=04_activations_init
+	@test -n "$(NB)" || { echo "usage: make grade NB=NN_name (an assignment in grading/source/)"; exit 2; }
+	$(PY) -m cnncourse grade $(NB) $(GRADE_ARGS)
 
 bench: $(STAMP)                    ## run the benchmarks, rewrite benchmarks/results/*.md
 	$(PY) -m cnncourse bench

@@ -14,10 +14,13 @@ import platform
 import random
 
 from cnncourse import checks
-from cnncourse.backend import gpu_names, quiet_start
+from cnncourse.backend import choose_backend, deterministic_xla, gpu_hint, gpu_names, quiet_start
 from cnncourse.profiles import ENV_VAR, Experiment, Profile, profile
 
+choose_backend()  # before Keras is imported: an installed backend where TensorFlow is absent
 quiet_start()  # before anything imports TensorFlow: its start-up log lines are noise in a notebook
+if os.environ.get("CNNCOURSE_DETERMINISTIC", "1") != "0":
+    deterministic_xla()  # JAX reads XLA_FLAGS once, at start-up; benchmarks set CNNCOURSE_DETERMINISTIC=0
 
 __version__ = "0.1.0"
 __all__ = ["Experiment", "Profile", "__version__", "device_description", "environment_line", "profile", "setup"]
@@ -60,8 +63,10 @@ def setup(
     agree with it; ``None`` keeps the environment's choice. Returns the active :class:`Profile`.
 
     Determinism costs a little speed on GPUs; pass ``deterministic=False`` for benchmarks.
-    On JAX, CPU execution is deterministic already; on GPU, set
-    ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` before JAX starts.
+    On JAX, CPU execution is deterministic already; on a GPU, ``import cnncourse`` has already
+    asked XLA for deterministic kernels (``XLA_FLAGS``, read once when JAX starts; set
+    ``CNNCOURSE_DETERMINISTIC=0`` before the import to skip it). When the machine has a GPU
+    that the backend cannot see (a CPU-only build), one more line says how to get the GPU build.
     """
     seed = checks.integer("seed", seed, minimum=0)
     if profile_name is not None:
@@ -77,4 +82,9 @@ def setup(
     active = profile()
     if not quiet:
         print(environment_line(seed))
+        from cnncourse.profiles import gpu_available
+
+        hint = gpu_hint(keras.backend.backend(), gpu_available())
+        if hint:
+            print(hint)
     return active

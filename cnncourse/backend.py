@@ -25,9 +25,12 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["device_kind", "gpu_names", "quiet_start", "silenced_stderr"]
+__all__ = ["choose_backend", "device_kind", "gpu_hint", "gpu_names", "installed_backends", "quiet_start",
+           "silenced_stderr"]
 
 LOG_LEVEL_VAR = "TF_CPP_MIN_LOG_LEVEL"
+BACKEND_VAR = "KERAS_BACKEND"
+BACKENDS = ("tensorflow", "jax", "torch")  # the order of preference when the user chose none
 
 
 @contextlib.contextmanager
@@ -135,3 +138,75 @@ def device_kind() -> str:
     """
     names = gpu_names()
     return "+".join(names) if names else "cpu"
+
+
+def installed_backends() -> list[str]:
+    """The Keras backends importable here, in the course's order of preference (no import done)."""
+    import importlib.util
+
+    found = []
+    for name in BACKENDS:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                found.append(name)
+        except (ImportError, ValueError):  # a broken or blocked install counts as absent
+            continue
+    return found
+
+
+def _configured_backend() -> str | None:
+    """The backend named in Keras' own config file (``$KERAS_HOME/keras.json``), if any."""
+    import json
+    from pathlib import Path
+
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    try:
+        value = json.loads((home / "keras.json").read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def choose_backend() -> str | None:
+    """Pick an installed Keras backend when the user's choice (or Keras' default) is not installed.
+
+    Keras defaults to TensorFlow and fails at import where only JAX or PyTorch is installed
+    (the lent GPU machines, many labs). Without ``$KERAS_BACKEND``, this sets it to the first
+    installed backend of :data:`BACKENDS` unless Keras' config file names one that is installed.
+    An explicit ``$KERAS_BACKEND`` is never changed. Returns what it set, or ``None``. Must run
+    before Keras is imported (``import cnncourse`` does it first).
+    """
+    if os.environ.get(BACKEND_VAR) or "keras" in sys.modules:
+        return None
+    installed = installed_backends()
+    configured = _configured_backend() or "tensorflow"
+    if configured in installed or not installed:
+        return None
+    os.environ[BACKEND_VAR] = installed[0]
+    return installed[0]
+
+
+def _nvidia_gpu_present() -> bool:
+    """Whether the machine has an NVIDIA GPU with its driver loaded, whatever the backend sees."""
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+
+
+def gpu_hint(backend: str, backend_sees_gpu: bool) -> str | None:
+    """How to get the backend's GPU build, when the machine has a GPU the backend cannot see."""
+    if backend_sees_gpu or not _nvidia_gpu_present():
+        return None
+    fixes = {
+        "jax": "pip install -e '.[jax-cuda]'  (JAX's CUDA wheels)",
+        "tensorflow": "pip install 'tensorflow[and-cuda]'  (TensorFlow's CUDA wheels, Linux)",
+        "torch": "pip install torch  (the default Linux wheels include CUDA)",
+    }
+    fix = fixes.get(backend, "install the backend's GPU build")
+    return f"this machine has an NVIDIA GPU but {backend} sees none (a CPU-only build?): {fix}"
+
+
+def deterministic_xla() -> None:
+    """Ask XLA for deterministic GPU kernels (JAX reads ``XLA_FLAGS`` once, when it starts)."""
+    flag = "--xla_gpu_deterministic_ops=true"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if flag not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()

@@ -1,2 +1,3 @@
 """The course tooling: the notebook runner behind ``make course``, the course map, the environment
-doctor, exercises, student copies, the site and the benchmarks command."""
+doctor, exercises, student copies, the book (``site``), the nbgrader grading loop and the
+benchmarks command."""

@@ -2,14 +2,15 @@
 
 One table serves three readers: notebook 00 shows it, the README's notebook map is generated
 from it, and the course runner can compare a run's wall time with it. Run times are
-recorded per profile; a time is ``measured`` only when someone ran the notebook in that
-profile and wrote the number down (with the machine), otherwise it is the time budget the
-notebook is designed to (an estimate) or unknown. Nothing here is imported by Keras code.
+recorded per profile; a time is ``measured`` only when the course runner ran the notebook in
+that profile and recorded it (``results/timings.json``, with the machine and its load),
+otherwise it is the time budget the notebook is designed to (an estimate) or unknown. Nothing here is imported by Keras code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -44,6 +45,34 @@ def _budget() -> dict[str, RunTime]:
     return {"smoke": RunTime(1.0), "cpu": RunTime(10.0), "gpu": RunTime(None)}
 
 
+TIMINGS_FILE = NOTEBOOK_DIR.parent / "results" / "timings.json"
+
+
+def measured_times(path: Path | None = None) -> dict[str, dict[str, RunTime]]:
+    """``{profile: {notebook file: RunTime}}`` from the times the course runner recorded.
+
+    ``python -m cnncourse run --store`` writes each notebook's wall time, the machine and the
+    date to ``results/timings.json``; nobody types a run time in. A missing or unreadable file
+    means nothing was measured.
+    """
+    path = TIMINGS_FILE if path is None else path
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, dict[str, RunTime]] = {}
+    for name, rows in table.items() if isinstance(table, dict) else ():
+        if name not in PROFILES or not isinstance(rows, dict):
+            continue
+        for filename, row in rows.items():
+            try:
+                where = f"{row['machine']}, {row['date']}"
+                out.setdefault(name, {})[filename] = RunTime(max(float(row["minutes"]), 0.1), True, where)
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class NotebookInfo:
     number: int
@@ -51,13 +80,6 @@ class NotebookInfo:
     title: str
     topics: tuple[str, ...]
     builds_on: tuple[int, ...] = ()
-    minutes: Mapping[str, RunTime] = dataclasses.field(default_factory=_budget)
-
-    def __post_init__(self) -> None:
-        missing = [p for p in PROFILES if p not in self.minutes]
-        if missing:
-            raise ValueError(f"notebook {self.number:02d}: no run time for profile(s) {', '.join(missing)}")
-        object.__setattr__(self, "minutes", MappingProxyType(dict(self.minutes)))
 
     @property
     def filename(self) -> str:
@@ -69,63 +91,47 @@ class NotebookInfo:
     def exists(self) -> bool:
         return (NOTEBOOK_DIR / self.filename).is_file()
 
+    @property
+    def minutes(self) -> Mapping[str, RunTime]:
+        """Minutes per profile: the recorded time where there is one, else the design budget."""
+        times = _budget()
+        for name, rows in measured_times().items():
+            if self.filename in rows:
+                times[name] = rows[self.filename]
+        return MappingProxyType(times)
 
-def _times(smoke: RunTime | None = None, cpu: RunTime | None = None, gpu: RunTime | None = None) -> dict[str, RunTime]:
-    times = _budget()
-    for name, value in (("smoke", smoke), ("cpu", cpu), ("gpu", gpu)):
-        if value is not None:
-            times[name] = value
-    return times
-
-
-# Times measured on the course's build machine: 2 CPU cores shared with other jobs (load
-# average 6–12 while they were taken), so they are upper bounds for a machine that runs only
-# the course. Notebook 06's cpu time reuses the committed grid in results/ (training the grid
-# afresh took 29 minutes at load 9–18, ≈ 17 extrapolated from quieter runs); its smoke time
-# trains the small smoke grid, as CI does.
-_SHARED = "2 shared CPU cores, 2026-11-23"
 
 NOTEBOOKS: tuple[NotebookInfo, ...] = (
     NotebookInfo(0, "start_here", "Start here",
                  ("the course map", "environment check", "MNIST, Fashion-MNIST, CIFAR-10, ImageNet facts"),
-                 (), _times(RunTime(0.7, True, _SHARED), RunTime(0.7, True, _SHARED))),
+                 ()),
     NotebookInfo(1, "convolution", "Convolution, pooling, and why CNNs",
                  ("convolution vs cross-correlation", "padding, stride, output size", "pooling", "1×1 convolutions",
-                  "receptive fields", "backprop with weight sharing"), (0,),
-                 _times(RunTime(0.9, True, _SHARED), RunTime(1.3, True, _SHARED))),
+                  "receptive fields", "backprop with weight sharing"), (0,)),
     NotebookInfo(2, "softmax_cross_entropy", "Softmax and cross-entropy",
                  ("softmax and its Jacobian", "cross-entropy and its gradient y − t", "numerical stability",
-                  "the loss zoo", "the first MLP and convnet"), (0, 1),
-                 _times(RunTime(1.0, True, _SHARED), RunTime(6.2, True, _SHARED))),
+                  "the loss zoo", "the first MLP and convnet"), (0, 1)),
     NotebookInfo(3, "optimization", "Optimization",
                  ("gradient descent and learning rates", "SGD, momentum, Nesterov, RMSprop, Adam, AdamW",
-                  "optimizers from scratch = Keras", "learning-rate schedules"), (2,),
-                 _times(RunTime(1.4, True, _SHARED), RunTime(8.4, True, _SHARED))),
+                  "optimizers from scratch = Keras", "learning-rate schedules"), (2,)),
     NotebookInfo(4, "activations_init", "Activations and initialization",
                  ("activation functions and derivatives", "vanishing / exploding gradients", "Xavier and He init"),
-                 (2, 3),
-                 _times(RunTime(1.0, True, _SHARED), RunTime(3.5, True, _SHARED))),
+                 (2, 3)),
     NotebookInfo(5, "normalization", "Normalization and preprocessing",
-                 ("standardization", "batch norm from scratch", "layer / instance / group norm"), (3, 4),
-                 _times(RunTime(1.5, True, _SHARED), RunTime(6.0, True, _SHARED))),
+                 ("standardization", "batch norm from scratch", "layer / instance / group norm"), (3, 4)),
     NotebookInfo(6, "regularization", "Regularization",
                  ("L1 / L2 / weight decay", "dropout and DropConnect", "augmentation", "ensembles, TTA",
-                  "the Zhang et al. ablation and memorization"), (3, 5),
-                 _times(RunTime(2.5, True, _SHARED), RunTime(9.7, True, _SHARED))),
+                  "the Zhang et al. ablation and memorization"), (3, 5)),
     NotebookInfo(7, "classic_architectures", "Classic architectures",
-                 ("LeNet-5", "AlexNet, ZFNet", "VGG", "Network in Network", "GoogLeNet", "ResNet"), (1, 5, 6),
-                 _times(RunTime(1.8, True, _SHARED), RunTime(9.4, True, _SHARED))),
+                 ("LeNet-5", "AlexNet, ZFNet", "VGG", "Network in Network", "GoogLeNet", "ResNet"), (1, 5, 6)),
     NotebookInfo(8, "depth_and_residuals", "Depth and residual connections",
-                 ("the degradation problem", "gradient flow through identity paths", "bottleneck blocks"), (5, 7),
-                 _times(RunTime(1.8, True, _SHARED), RunTime(12.5, True, _SHARED))),
+                 ("the degradation problem", "gradient flow through identity paths", "bottleneck blocks"), (5, 7)),
     NotebookInfo(9, "inside_a_cnn", "Looking inside a CNN",
                  ("filters and feature maps", "saliency", "adversarial examples (FGSM)", "class models", "t-SNE",
-                  "transfer learning"), (7,),
-                 _times(RunTime(1.8, True, _SHARED), RunTime(7.3, True, _SHARED))),
+                  "transfer learning"), (7,)),
     NotebookInfo(10, "fast_strong_model", "Putting it together: a fast, strong model",
                  ("the full training recipe", "tf.data input pipeline", "mixed precision, XLA",
-                  "tf.distribute"), (3, 5, 6, 8),
-                 _times(RunTime(3.0, True, _SHARED), RunTime(12.0, True, _SHARED))),
+                  "tf.distribute"), (3, 5, 6, 8)),
 )
 
 

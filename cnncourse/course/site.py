@@ -1,54 +1,63 @@
-"""The course as a static web site: ``make site`` renders the notebooks to ``build/site/``.
+"""The course as a book: ``make site`` builds ``build/site/`` with Sphinx, MyST-NB and the Sphinx
+Book Theme (the configuration is ``cnncourse/course/book/conf.py``).
 
-Pages show the notebooks' stored outputs (those of a ``cpu``-profile run): nothing is
-executed, so the site builds in seconds on any machine and shows what a reader of the
-repository sees. The index has the table of contents and the notebook map of
-:mod:`cnncourse.course.course_map`; each page links back to it, to its neighbours, to its own
-``.ipynb`` (copied beside it) and, where the repository's address is known, to "Open in
-Colab". The address comes from a setting (``--repo`` or ``$CNNCOURSE_REPO``) or from
-``git remote get-url origin`` when that is a GitHub address; when none is known the Colab
-links are left out and the index says so, rather than pointing at an address that may not
-exist.
+Every notebook is a page, in course order, showing its stored outputs (those of a ``cpu``-profile
+run): nothing is executed, so the book builds in seconds on any machine and shows what a reader
+of the repository sees. The landing page holds the course map of
+:mod:`cnncourse.course.course_map`; the README's "Teaching with the course" section is a page of
+its own. The theme brings what readers of a course book expect: a navigation sidebar, each
+page's contents, full-text search (a static index, so it works from disk), a light/dark switch
+and a download button for each notebook. The maths is typeset by a copy of MathJax 3 inside the
+book (from the ``sphinx-mathjax-offline`` package), so a classroom without a network sees
+formulas, not LaTeX source.
 
-The maths is typeset by MathJax 2, copied into the site (``build/site/mathjax/``) from the
-``jupyter-server-mathjax`` package, the Jupyter project's own offline MathJax: a classroom
-without a network still sees formulas, not LaTeX source. Where that package is missing the
-pages fall back to MathJax from a public CDN and the index says so.
+"Open in Colab" and Binder buttons appear when the repository's public address is known: a
+setting (``--repo`` or ``$CNNCOURSE_REPO``) or ``git remote get-url origin`` when that is a
+GitHub address. Without one there are no such buttons, and the landing page says why, rather
+than pointing at an address that may not exist. A notebook opened in Colab runs where this
+package is not installed, so its first cell has to install it: :func:`set_install_cell` writes
+that cell (it does nothing, and prints nothing, where ``cnncourse`` is importable).
 
-A notebook opened in Colab runs in a machine without this package, so its first cell has to
-install it there: :func:`set_install_cell` writes that cell (it does nothing, and prints
-nothing, where ``cnncourse`` is importable, so the local runs and the notebook tests are
-unaffected).
+Sphinx runs with ``-W``: any warning (a broken cross-reference, a malformed cell) fails the
+build. Only course notebooks are published: a student copy (solutions cleared) is refused.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from cnncourse.course.runner import BUILD_DIR, NOTEBOOK_DIR, ROOT, course_notebooks
+from cnncourse.course.runner import course_notebooks
 
-SITE_DIR = BUILD_DIR / "site"
+# relative to the working directory, never to the package (which may be installed read-only)
+SITE_DIR = Path("build") / "site"
+WORK_DIR = Path("build") / "book"  # the book's source folder and Sphinx's cache
+NOTEBOOK_DIR = Path("notebooks")
+README = Path("README.md")
+CONF_DIR = Path(__file__).parent / "book"
+SETTINGS = "book_settings.json"
+TEACHING_HEADING = "## Teaching with the course"
 REPO_ENV = "CNNCOURSE_REPO"
 INSTALL_TAG = "install"
 INSTALL_FIRST_LINE = "# On a hosted notebook service (Colab, Kaggle, ...) this installs the course's package;"
 _GITHUB = re.compile(r"^(?:https?://|ssh://git@|git@)github\.com[:/]([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 _OWNER_NAME = re.compile(r"^[\w.-]+/[\w.-]+$")
-# nbconvert's "lab" template with two changes (see its file): STIX-Web fonts, no require.js
-TEMPLATE_DIR = Path(__file__).parent / "site_template"
-TEMPLATE = "cnncourse"
-MATHJAX_DIR = "mathjax"
-# TeX input, HTML-CSS output and the Safe extension: the parts of MathJax 2 the package ships
-MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+_NOTEBOOK_NAME = re.compile(r"^\d\d_.+\.ipynb$")
+
+
+class SiteError(RuntimeError):
+    """The book could not be built: says why (Sphinx's warnings, or what was refused)."""
 
 
 # --- where the repository lives ---------------------------------------------------------------
@@ -62,11 +71,12 @@ def github_repository(address: str) -> str | None:
     return f"{match.group(1)}/{match.group(2)}" if match else None
 
 
-def repository(setting: str | None = None, *, root: Path = ROOT) -> str | None:
+def repository(setting: str | None = None, *, root: Path | None = None) -> str | None:
     """The course's GitHub repository as ``owner/name``: the setting, ``$CNNCOURSE_REPO``, or
-    the ``origin`` remote when it is on GitHub; None when none of them names one.
+    the ``origin`` remote of the git checkout at ``root`` (default: the working directory) when
+    it is on GitHub; None when none of them names one.
 
-    A setting that is not a GitHub address raises ``ValueError`` (a Colab link needs GitHub).
+    A setting that is not a GitHub address raises ``ValueError`` (Colab opens GitHub files).
     """
     for value, source in ((setting, "--repo"), (os.environ.get(REPO_ENV), f"${REPO_ENV}")):
         if value:
@@ -75,7 +85,7 @@ def repository(setting: str | None = None, *, root: Path = ROOT) -> str | None:
                 raise ValueError(f"{source}={value!r}: expected owner/name or a github.com address")
             return repo
     try:
-        origin = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"],
+        origin = subprocess.run(["git", "-C", str(root or Path.cwd()), "remote", "get-url", "origin"],
                                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -83,7 +93,7 @@ def repository(setting: str | None = None, *, root: Path = ROOT) -> str | None:
 
 
 def colab_url(repo: str, notebook: str, *, branch: str = "main", folder: str = "notebooks") -> str:
-    """Colab's address for a notebook in a public GitHub repository."""
+    """Colab's address for a notebook in a public GitHub repository (the book's launch button)."""
     return f"https://colab.research.google.com/github/{repo}/blob/{branch}/{folder}/{notebook}"
 
 
@@ -133,24 +143,10 @@ def set_install_cell(path: Path, repo: str, *, branch: str = "main") -> bool:
     return True
 
 
-# --- pages ----------------------------------------------------------------------------------------
-
-_STYLE = """
-body.cnncourse-index { font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem;
-  line-height: 1.5; color: #222; }
-.cnncourse-index table { border-collapse: collapse; width: 100%; font-size: 0.92rem; }
-.cnncourse-index th, .cnncourse-index td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; vertical-align: top; }
-.cnncourse-index th { background: #f3f3f3; text-align: left; }
-.cnncourse-index .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5rem 1rem; }
-.cnncourse-index ul li { margin-bottom: 0.6rem; }
-nav.cnncourse-nav { font-family: system-ui, sans-serif; font-size: 0.95rem; padding: 0.6rem 1rem;
-  background: #f3f5f8; border-bottom: 1px solid #d0d7de; display: flex; gap: 1.2rem; flex-wrap: wrap; }
-nav.cnncourse-nav a { text-decoration: none; }
-"""
-
+# --- the book's pages ------------------------------------------------------------------------------
 
 # TensorFlow's C++ log lines (glog format) and absl's preamble: what a kernel printed to stderr
-# while TensorFlow started, not something the notebook teaches; the site leaves them out.
+# while TensorFlow started, not something the notebook teaches; the book leaves them out.
 _BACKEND_LOG = re.compile(r"^([IWEF]\d{4} \d+:\d+:\d+\.\d+\s+\d+ [\w.]+:\d+\] "
                           r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
                           r"|To enable the following instructions: .* rebuild TensorFlow with)")
@@ -172,216 +168,258 @@ def without_backend_logs(nb):
     return nb
 
 
-def _title(nb, fallback: str) -> str:
+def is_student_copy(nb) -> bool:
+    """Whether ``nb`` is a student copy: an nbgrader solution cell holds the stub that
+    ``make student`` (or ``nbgrader generate_assignment``) leaves where a solution was."""
     for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return fallback
+        if cell.get("metadata", {}).get("nbgrader", {}).get("solution") and (
+                "raise NotImplementedError()" in cell.source or "YOUR ANSWER HERE" in cell.source):
+            return True
+    return False
 
 
-def _nav(name: str, pages: list[str], titles: dict[str, str], colab: str | None) -> str:
-    index = pages.index(name)
-    links = ['<a href="index.html">↑ Course contents</a>']
-    if index > 0:
-        prev = pages[index - 1]
-        links.append(f'<a href="{prev[:-6]}.html">← {html.escape(titles[prev])}</a>')
-    if index + 1 < len(pages):
-        nxt = pages[index + 1]
-        links.append(f'<a href="{nxt[:-6]}.html">{html.escape(titles[nxt])} →</a>')
-    links.append(f'<a href="{name}" download>Download the notebook (.ipynb)</a>')
-    if colab:
-        links.append(f'<a href="{html.escape(colab)}">Open in Colab</a>')
-    return '<nav class="cnncourse-nav">' + "\n".join(links) + "</nav>"
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
-def _link_notebooks(page: str, pages: Iterable[str]) -> str:
-    """Links between notebooks (``href="02_x.ipynb"``) go to the rendered pages instead."""
-    for name in pages:
-        page = page.replace(f'href="{name}"', f'href="{name[:-6]}.html"').replace(
-            f'href="{name}#', f'href="{name[:-6]}.html#')
-    return page
-
-
-def copy_mathjax(out_dir: Path) -> str | None:
-    """Copy MathJax into ``out_dir/mathjax/``; return the pages' relative URL for it, or None
-    when ``jupyter-server-mathjax`` is not installed (the pages then use nbconvert's CDN URL)."""
-    try:
-        import jupyter_server_mathjax
-    except ImportError:
-        return None
-    static = Path(jupyter_server_mathjax.__file__).parent / "static"
-    if not (static / "MathJax.js").is_file():
-        return None
-    shutil.copytree(static, Path(out_dir) / MATHJAX_DIR, dirs_exist_ok=True)
-    return f"{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}"
-
-
-def render_page(path: Path, pages: list[str], titles: dict[str, str], colab: str | None,
-                mathjax_url: str | None = None) -> str:
-    """One notebook as a standalone HTML page (stored outputs, images embedded) with the nav;
-    ``mathjax_url`` None keeps nbconvert's CDN address."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = without_backend_logs(nbformat.read(path, as_version=4))
-    options = {"mathjax_url": mathjax_url} if mathjax_url else {}
-    exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATE_DIR)],
-                            embed_images=True, **options)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": titles[path.name]}})
-    body = _link_notebooks(body, pages)
-    nav = _nav(path.name, pages, titles, colab)
-    body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + "\n" + nav, body, count=1)
-    body = body.replace("</body>", nav + "\n</body>", 1)
-    return body.replace("</head>", f"<style>{_STYLE}</style>\n</head>", 1)
-
-
-def _map_table(pages: dict[int, str]) -> str:
+def course_map_page(names: Sequence[str], repo: str | None, branch: str, missing_install: Sequence[str]) -> str:
+    """The landing page (MyST Markdown): what the course is, the notebook map of
+    :mod:`cnncourse.course.course_map` (each title linking its page when the book has it), and
+    the tables of contents that order the book."""
     from cnncourse.course.course_map import NOTEBOOKS, PROFILES
 
+    in_book = {int(name[:2]): name for name in names}
     head = ["#", "notebook", "what it teaches", "builds on", *(f"{p} (min)" for p in PROFILES)]
-    rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for nb in NOTEBOOKS:
-        page = pages.get(nb.number)
-        title = (f'<a href="{page[:-6]}.html">{html.escape(nb.title)}</a>' if page
-                 else f"{html.escape(nb.title)} <em>(to come)</em>")
+        name = in_book.get(nb.number)
+        title = f"[{_md_escape(nb.title)}]({name})" if name else f"{_md_escape(nb.title)} *(not in this book)*"
         builds = ", ".join(f"{n:02d}" for n in nb.builds_on) or "—"
-        cells = [f"{nb.number:02d}", title, html.escape("; ".join(nb.topics)), builds,
-                 *(html.escape(str(nb.minutes[p])) for p in PROFILES)]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return "<table>\n" + "\n".join(rows) + "\n</table>"
-
-
-def render_index(pages: list[str], titles: dict[str, str], topics: dict[str, str], repo: str | None,
-                 colab: dict[str, str | None], missing_install: list[str], branch: str,
-                 offline_maths: bool = True) -> str:
-    items = []
-    for name in pages:
-        links = [f'<a href="{name}" download>notebook</a>']
-        if colab.get(name):
-            links.append(f'<a href="{html.escape(colab[name])}">Open in Colab</a>')
-        items.append(f'<li><a href="{name[:-6]}.html"><strong>{html.escape(titles[name])}</strong></a> '
-                     f'({" · ".join(links)})<br>{html.escape(topics.get(name, ""))}</li>')
+        cells = [f"{nb.number:02d}", title, _md_escape("; ".join(nb.topics)), builds,
+                 *(str(nb.minutes[p]) for p in PROFILES)]
+        rows.append("| " + " | ".join(cells) + " |")
     if repo is None:
-        colab_note = ('<p class="note">No "Open in Colab" links: this site was built without the address of the '
-                      "course's GitHub repository (no GitHub <code>origin</code> remote and no setting). Build it "
-                      f"with <code>make site REPO=owner/name</code> or <code>${REPO_ENV}=owner/name</code>.</p>")
+        launch = (":::{note}\nNo \"Open in Colab\" or Binder buttons: this book was built without the address of "
+                  "the course's GitHub repository (no GitHub `origin` remote and no setting). Build it with "
+                  f"`make site REPO=owner/name` or `{REPO_ENV}=owner/name`.\n:::")
     else:
-        colab_note = (f'<p>Source: <a href="https://github.com/{repo}">github.com/{repo}</a> (branch '
-                      f"<code>{html.escape(branch)}</code>). \"Open in Colab\" runs a notebook on a hosted machine; "
-                      "its first cell installs this package there.</p>")
+        launch = (f"The source is [github.com/{repo}](https://github.com/{repo}) (branch `{branch}`). The rocket "
+                  "button at the top of a notebook's page opens it in Colab or on Binder; its first cell installs "
+                  "this package there.")
         if missing_install:
-            colab_note += ('<p class="note">These notebooks have no install cell yet, so in Colab run '
-                           f'<code>%pip install "cnncourse @ git+https://github.com/{repo}@{html.escape(branch)}"</code> '
-                           f"first: {html.escape(', '.join(missing_install))}.</p>")
-    if not offline_maths:
-        colab_note += ('<p class="note">The formulas are typeset by MathJax loaded from a public CDN, so they show '
-                       "as LaTeX source without a network: install <code>jupyter-server-mathjax</code> "
-                       "(<code>make setup</code> does) and build the site again to bundle MathJax.</p>")
-    number_to_page = {int(name[:2]): name for name in pages}
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Convolutional neural networks in Keras 3: the course</title>
-<style>{_STYLE}</style>
-</head>
-<body class="cnncourse-index">
-<h1>Convolutional neural networks in Keras 3</h1>
-<p>A course on convolutional networks, from a single convolution written in NumPy to residual networks,
-as Jupyter notebooks and a small tested package, <code>cnncourse</code>, that they import. These pages show
-the notebooks with the outputs of a run in the <code>cpu</code> profile; download a notebook to run it.</p>
-{colab_note}
-<h2 id="contents">Contents</h2>
-<ul>
-{chr(10).join(items)}
-</ul>
-<h2 id="map">The notebook map</h2>
-<p>What each notebook teaches, what it builds on, and how long it runs in each profile.</p>
-{_map_table(number_to_page)}
-</body>
-</html>
+            launch += ("\n\n:::{note}\nThese notebooks have no install cell yet, so in Colab run "
+                       f"`%pip install \"cnncourse @ git+https://github.com/{repo}@{branch}\"` first: "
+                       f"{', '.join(missing_install)}.\n:::")
+    toc = "\n".join(name[:-6] for name in names)
+    return f"""# Convolutional neural networks in Keras 3
+
+A course on convolutional networks, from a single convolution written in NumPy to residual networks,
+as Jupyter notebooks and a small tested package, `cnncourse`, that they import. These pages show the
+notebooks with the outputs of a run in the `cpu` profile; the download button at the top of each page
+gives you its notebook to run.
+
+{launch}
+
+## The notebook map
+
+What each notebook teaches, what it builds on, and how long it runs in each profile.
+
+{chr(10).join(rows)}
+
+```{{toctree}}
+:hidden:
+:caption: Notebooks
+
+{toc}
+```
 """
 
 
-def build_site(notebooks: Sequence[Path] | None = None, out_dir: Path = SITE_DIR, *, repo: str | None = None,
-               branch: str = "main") -> list[Path]:
-    """Render ``notebooks`` (default: all of ``notebooks/``) and the index into ``out_dir``.
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
-    ``repo`` is ``owner/name`` on GitHub, or None for no Colab links. Returns the pages
-    written, index first. ``out_dir`` is emptied first, so no page of a removed notebook stays.
-    """
+
+def teaching_page(readme: str, names: Sequence[str], repo: str | None, branch: str) -> str | None:
+    """The README's "Teaching with the course" section as a page (its headings one level up),
+    or None when the README has no such section.
+
+    Links to a notebook in the book go to its page; other links into the repository go to
+    GitHub when its address is known, else they become plain text (never a dead link)."""
+    start = readme.find(TEACHING_HEADING + "\n")
+    if start < 0:
+        return None
+    body = readme[start + len(TEACHING_HEADING) + 1:]
+    following = re.search(r"^## ", body, flags=re.MULTILINE)
+    body = body[:following.start()] if following else body
+    body = re.sub(r"^#(#+ )", r"\1", body, flags=re.MULTILINE)
+
+    def link(match: re.Match) -> str:
+        bang, text, target = match.groups()
+        parts = urlsplit(target)
+        if parts.scheme or parts.netloc or target.startswith("#"):
+            return match.group(0)
+        path = parts.path.removeprefix("./")
+        name = Path(path).name
+        if path.startswith("notebooks/") and name in names:
+            return f"{bang}[{text}]({name}{'#' + parts.fragment if parts.fragment else ''})"
+        if repo:
+            return f"{bang}[{text}](https://github.com/{repo}/blob/{branch}/{path})"
+        return text
+
+    return "# Teaching with the course\n" + _LINK.sub(link, body).rstrip() + "\n"
+
+
+def _check_notebooks(notebooks: Sequence[Path]) -> list[Path]:
+    paths = [Path(p) for p in notebooks]
+    if not paths:
+        raise ValueError("no notebooks to publish")
+    for path in paths:
+        if not path.is_file() or not _NOTEBOOK_NAME.match(path.name):
+            raise ValueError(f"not a course notebook (NN_name.ipynb): {path}")
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two notebooks with one name: {sorted(n for n in names if names.count(n) > 1)[0]}")
+    return sorted(paths, key=lambda p: p.name)
+
+
+def _clear(folder: Path, *markers: str) -> None:
+    """Empty ``folder`` for a new build, but only if an earlier build made it (it holds one of
+    ``markers``): a folder of someone else's files is refused, never deleted."""
+    if folder.exists():
+        if any(folder.iterdir()) and not any((folder / marker).exists() for marker in markers):
+            raise SiteError(f"{folder} holds files this build did not write (no {markers[0]}); "
+                            "choose another output folder or empty it yourself")
+        shutil.rmtree(folder)
+
+
+def write_sources(notebooks: Sequence[Path], src: Path, *, repo: str | None = None, branch: str = "main",
+                  readme: Path | None = None) -> list[str]:
+    """Write the book's source folder: the configuration, the landing page, the teaching page
+    (when ``readme`` has the section) and the notebooks without TensorFlow's log lines.
+
+    Returns the documents in reading order (landing page, notebooks, teaching notes)."""
     import nbformat
 
-    from cnncourse.course.course_map import NOTEBOOKS
-
-    paths = [Path(p) for p in (notebooks if notebooks is not None else course_notebooks(NOTEBOOK_DIR))]
+    paths = _check_notebooks(notebooks)
+    loaded = {}
     for path in paths:
-        if not path.is_file() or not re.match(r"^\d\d_.+\.ipynb$", path.name):
-            raise ValueError(f"not a course notebook (NN_name.ipynb): {path}")
+        nb = nbformat.read(path, as_version=4)
+        if is_student_copy(nb):
+            raise ValueError(f"{path} is a student copy (its solutions are cleared): the book publishes the "
+                             "course notebooks, never student copies")
+        loaded[path.name] = without_backend_logs(nb)
+    _clear(src, SETTINGS)
+    shutil.copytree(CONF_DIR, src, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / SETTINGS).write_text(json.dumps({"repo": repo, "branch": branch}), encoding="utf-8")
+    names = list(loaded)
+    for name, nb in loaded.items():
+        nbformat.write(nb, src / name)
+    missing = [name for name, nb in loaded.items() if not has_install_cell(nb)] if repo else []
+    (src / "index.md").write_text(course_map_page(names, repo, branch, missing), encoding="utf-8")
+    docs = ["index", *(name[:-6] for name in names)]
+    teaching = teaching_page(Path(readme).read_text(encoding="utf-8"), names, repo, branch) if readme else None
+    if teaching:
+        (src / "teaching.md").write_text(teaching, encoding="utf-8")
+        with (src / "index.md").open("a", encoding="utf-8") as index:
+            index.write("\n```{toctree}\n:hidden:\n:caption: For teachers\n\nteaching\n```\n")
+        docs.append("teaching")
+    return docs
+
+
+@dataclass(frozen=True)
+class Book:
+    """A built book: its folder, its pages in reading order, and how long Sphinx took."""
+
+    out_dir: Path
+    pages: tuple[Path, ...]
+    seconds: float
+
+
+def build_site(notebooks: Sequence[Path] | None = None, out_dir: Path = SITE_DIR, *, repo: str | None = None,
+               branch: str = "main", readme: Path | None = None, work_dir: Path = WORK_DIR,
+               jobs: str = "auto") -> Book:
+    """Build the book of ``notebooks`` (default: ``notebooks/`` of the working directory) into
+    ``out_dir``, with Sphinx in a subprocess, ``-W``: any warning fails the build.
+
+    ``repo`` is ``owner/name`` on GitHub, or None for no launch buttons. ``readme`` is the
+    README whose teaching notes become a page (None: no such page). ``out_dir`` is emptied
+    first (so no page of a removed notebook stays), but only when an earlier build made it.
+    Raises ``ValueError`` for bad arguments and :class:`SiteError` when Sphinx fails.
+    """
     if repo is not None and github_repository(repo) is None:
         raise ValueError(f"repo must be owner/name on GitHub, got {repo!r}")
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    pages = [p.name for p in paths]
-    loaded = {p.name: nbformat.read(p, as_version=4) for p in paths}
-    titles = {}
-    for name, nb in loaded.items():
-        title = _title(nb, name[3:-6].replace("_", " "))
-        titles[name] = title if title.startswith(name[:2]) else f"{name[:2]} — {title}"
-    topics = {nb.filename: "; ".join(nb.topics) for nb in NOTEBOOKS}
-    colab = {name: colab_url(repo, name, branch=branch) if repo else None for name in pages}
-    mathjax_url = copy_mathjax(out_dir)
-    written = [out_dir / "index.html"]
-    for path in paths:
-        page = out_dir / f"{path.name[:-6]}.html"
-        page.write_text(render_page(path, pages, titles, colab[path.name], mathjax_url), encoding="utf-8")
-        shutil.copyfile(path, out_dir / path.name)
-        written.append(page)
-    missing = [name for name, nb in loaded.items() if not has_install_cell(nb)]
-    written[0].write_text(render_index(pages, titles, topics, repo, colab, missing, branch,
-                                           offline_maths=mathjax_url is not None), encoding="utf-8")
-    return written
+    if notebooks is None:
+        notebooks = course_notebooks(NOTEBOOK_DIR)
+    out_dir, work_dir = Path(out_dir), Path(work_dir)
+    src, doctrees = work_dir / "src", work_dir / "doctrees"
+    docs = write_sources(notebooks, src, repo=repo and github_repository(repo), branch=branch, readme=readme)
+    _clear(out_dir, ".buildinfo", "mathjax/MathJax.js")  # Sphinx's, or the site the book replaced
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-E", "-q", "-j", str(jobs),
+               "-d", str(doctrees), str(src), str(out_dir)]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SiteError(f"sphinx-build failed (exit {done.returncode}):\n{(done.stderr or done.stdout).strip()}")
+    pages = tuple(out_dir / f"{doc}.html" for doc in docs)
+    missing = [p.name for p in pages if not p.is_file()]
+    if missing:
+        raise SiteError(f"Sphinx wrote no page for {', '.join(missing)}")
+    return Book(out_dir, pages, seconds)
 
 
 # --- link check -------------------------------------------------------------------------------------
 
-class _Links(HTMLParser):
+class _Page(HTMLParser):
+    """The ``href``/``src`` values and the element ids of one HTML page."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.refs: list[str] = []
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         for name, value in attrs:
             if name in {"href", "src"} and value:
                 self.refs.append(value)
+            elif name in {"id", "name"} and value:
+                self.ids.add(value)
+
+
+def _parse(page: Path) -> _Page:
+    parser = _Page()
+    parser.feed(Path(page).read_text(encoding="utf-8"))
+    return parser
 
 
 def internal_links(page: Path) -> list[str]:
-    """The relative ``href``/``src`` values of a page (no scheme, not ``//host``, not ``#...``)."""
-    parser = _Links()
-    parser.feed(Path(page).read_text(encoding="utf-8"))
-    refs = []
-    for ref in parser.refs:
-        parts = urlsplit(ref)
-        if parts.scheme or parts.netloc or not parts.path:
-            continue
-        refs.append(ref)
-    return refs
+    """The links of a page that stay in the site: relative ``href``/``src`` values and
+    ``#fragment`` links (no scheme, not ``//host``)."""
+    return [ref for ref in _parse(page).refs if not (urlsplit(ref).scheme or urlsplit(ref).netloc)]
 
 
 def broken_links(site: Path = SITE_DIR) -> list[str]:
-    """``page: link`` for every relative link in the site's pages that names no file in the site."""
+    """``page: link`` for every link in the site's pages that names no file in the site, or an
+    HTML page's ``#fragment`` that is no id on that page."""
     site = Path(site).resolve()
+    parsed: dict[Path, _Page] = {}
+
+    def page_of(path: Path) -> _Page:
+        if path not in parsed:
+            parsed[path] = _parse(path)
+        return parsed[path]
+
     broken = []
     for page in sorted(site.rglob("*.html")):
-        for ref in internal_links(page):
-            target = (page.parent / unquote(urlsplit(ref).path)).resolve()
+        if "_static" in page.relative_to(site).parts:  # the theme's template macros, not pages
+            continue
+        for ref in page_of(page).refs:
+            parts = urlsplit(ref)
+            if parts.scheme or parts.netloc:
+                continue
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page.resolve()
             if not target.is_file() or site not in target.parents:
+                broken.append(f"{page.relative_to(site)}: {ref}")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in page_of(target).ids:
                 broken.append(f"{page.relative_to(site)}: {ref}")
     return broken
 
@@ -389,14 +427,18 @@ def broken_links(site: Path = SITE_DIR) -> list[str]:
 def cli(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cnncourse site",
-        description="Render the notebooks' stored outputs to a static site (no execution).")
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: all of notebooks/)")
-    parser.add_argument("--out", type=Path, default=SITE_DIR, help="output folder (default: build/site/)")
+        description="Build the course book (Sphinx + MyST-NB) from the notebooks' stored outputs; nothing is executed.")
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks (default: every NN_name.ipynb in ./notebooks)")
+    parser.add_argument("--out", type=Path, default=SITE_DIR, help="output folder (default: ./build/site)")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="README whose 'Teaching with the course' section becomes a page (default: ./README.md)")
     parser.add_argument("--repo", default=None,
-                        help=f"GitHub owner/name for the Colab links (default: ${REPO_ENV}, else the origin remote)")
-    parser.add_argument("--branch", default="main", help="branch the Colab links and install cells use")
+                        help=f"GitHub owner/name for the Colab and Binder buttons (default: ${REPO_ENV}, "
+                             "else the origin remote)")
+    parser.add_argument("--branch", default="main", help="branch the launch buttons and install cells use")
     parser.add_argument("--install-cells", action="store_true",
-                        help="instead of building the site, make the first cell of each notebook the install cell")
+                        help="instead of building the book, make the first cell of each notebook the install cell")
     args = parser.parse_args(list(argv))
     try:
         repo = repository(args.repo)
@@ -404,6 +446,10 @@ def cli(argv: Sequence[str]) -> int:
         print(error, file=sys.stderr)
         return 2
     notebooks = args.notebooks or course_notebooks(NOTEBOOK_DIR)
+    if not notebooks:
+        print(f"nothing to do: no notebooks named and no NN_name.ipynb in {NOTEBOOK_DIR.resolve()} "
+              "(run this from the course's folder, or name the notebooks)", file=sys.stderr)
+        return 2
     if args.install_cells:
         if repo is None:
             print(f"no GitHub repository known: pass --repo owner/name or set ${REPO_ENV}", file=sys.stderr)
@@ -412,14 +458,21 @@ def cli(argv: Sequence[str]) -> int:
             changed = set_install_cell(path, repo, branch=args.branch)
             print(f"{path}: {'install cell written' if changed else 'install cell up to date'}")
         return 0
+    readme = args.readme or (README if README.is_file() else None)
+    if args.readme and not args.readme.is_file():
+        print(f"no README at {args.readme}", file=sys.stderr)
+        return 2
     try:
-        written = build_site(notebooks, args.out, repo=repo, branch=args.branch)
-    except ValueError as error:
-        print(f"site not built: {error}", file=sys.stderr)
+        book = build_site(notebooks, args.out, repo=repo, branch=args.branch, readme=readme)
+    except (ValueError, SiteError) as error:
+        print(f"book not built: {error}", file=sys.stderr)
         return 1
-    broken = broken_links(args.out)
+    broken = broken_links(book.out_dir)
     for link in broken:
         print(f"broken link: {link}", file=sys.stderr)
-    print(f"{len(written)} page(s) in {args.out}/ (open {args.out / 'index.html'})"
-          + ("" if repo else "; no GitHub repository known, so no Colab links"))
+    notes = [] if repo else ["no GitHub repository known, so no Colab or Binder buttons"]
+    if readme is None:
+        notes.append(f"no {README} here, so no teaching page")
+    print(f"{len(book.pages)} page(s) in {book.out_dir}/ in {book.seconds:.0f} s "
+          f"(open {book.out_dir / 'index.html'})" + "".join(f"; {n}" for n in notes))
     return 1 if broken else 0

@@ -9,6 +9,10 @@ exercise cell already carries nbgrader's metadata (see :mod:`cnncourse.course.ex
 
 A copy is refused, not written, when any solution text survives in it: the preprocessors
 clear only what is marked, so a solution typed outside its markers would otherwise leak.
+
+The command reads ``notebooks/`` and writes ``student/`` of the working directory (never the
+package's folder, which may be installed read-only), and exits non-zero, saying why, when it
+has nothing to do.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnncourse.course.runner import NOTEBOOK_DIR, ROOT, course_notebooks
+from cnncourse.course.runner import NOTEBOOK_DIR, course_notebooks
 
-STUDENT_DIR = ROOT / "student"
+# relative to the working directory
+STUDENT_DIR = Path("student")
+COURSE_DIR = Path("notebooks")
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _GRADE_ID = re.compile(r"^ex(\d{2})-(\d+)-(.+)$")
 
@@ -263,8 +269,9 @@ def cli(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cnncourse student",
         description="Write student copies of the notebooks: solutions cleared by nbgrader, outputs removed.")
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to copy (default: all of notebooks/)")
-    parser.add_argument("--out", type=Path, default=STUDENT_DIR, help="output folder (default: student/)")
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks to copy (default: every NN_name.ipynb in ./notebooks)")
+    parser.add_argument("--out", type=Path, default=STUDENT_DIR, help="output folder (default: ./student)")
     parser.add_argument("--store-outputs", metavar="PROFILE", default=None,
                         help="instead of writing copies, run each notebook's exercise section alone in PROFILE "
                              "(e.g. cpu) and store its outputs in the notebook")
@@ -273,8 +280,13 @@ def cli(argv: Sequence[str]) -> int:
 
     from cnncourse.course.exercises import exercise_section
 
-    notebooks = args.notebooks or course_notebooks(NOTEBOOK_DIR)
+    notebooks = args.notebooks or course_notebooks(COURSE_DIR)
+    if not notebooks:
+        print(f"nothing to do: no notebooks named and no NN_name.ipynb in {COURSE_DIR.resolve()} "
+              "(run this from the course's folder, or name the notebooks)", file=sys.stderr)
+        return 2
     if args.store_outputs:
+        stored = 0
         try:
             for path in notebooks:
                 if not path.is_file():
@@ -283,8 +295,12 @@ def cli(argv: Sequence[str]) -> int:
                     print(f"{path}: no exercise section")
                     continue
                 print(f"{path}: {store_exercise_outputs(path, profile=args.store_outputs)} cell(s) stored")
+                stored += 1
         except ValueError as error:
             print(f"outputs not stored: {error}", file=sys.stderr)
+            return 1
+        if not stored:
+            print("nothing stored: none of these notebooks has an exercise section", file=sys.stderr)
             return 1
         return 0
     try:

@@ -55,24 +55,32 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- arithmetic
-def conv_output_size(w: int, f: int, p: int = 0, s: int = 1) -> int:
-    """Output width ``(W − F + 2P)/S + 1`` of a convolution or pooling window.
+def conv_output_size(w: int, f: int, p: int = 0, s: int = 1, d: int = 1) -> int:
+    """Output width ``(W − F + 2P)/S + 1`` of a convolution or pooling window; with dilation ``d``,
+    ``(W − d(F − 1) − 1 + 2P)/S + 1``.
 
-    A fractional or non-positive result means the filter does not tile the input; rather than
-    rounding silently (as frameworks do), this raises, naming the values, so the reader sees
-    why e.g. AlexNet's 224×224 input only works as 227×227.
+    A dilated kernel's taps are ``d`` pixels apart, so it spans ``d(F − 1) + 1`` pixels (its
+    effective size) and the formula is the undilated one with ``F`` replaced by that span
+    (Keras' ``dilation_rate``; Yu & Koltun, ICLR 2016). A fractional or non-positive result
+    means the filter does not tile the input; rather than rounding silently (as frameworks
+    do), this raises, naming the values, so the reader sees why e.g. AlexNet's 224×224 input
+    only works as 227×227.
     """
     w = checks.integer("w (input size)", w, minimum=1)
     f = checks.integer("f (filter size)", f, minimum=1)
     p = checks.integer("p (padding)", p, minimum=0)
     s = checks.integer("s (stride)", s, minimum=1)
-    span = w - f + 2 * p
+    d = checks.integer("d (dilation)", d, minimum=1)
+    span_f = d * (f - 1) + 1
+    filter_text = f"f={f}" if d == 1 else f"f={f} dilated by d={d} (spanning d(f - 1) + 1 = {span_f})"
+    span = w - span_f + 2 * p
     if span < 0:
-        raise ValueError(f"filter f={f} is larger than the padded input w + 2p = {w + 2 * p} (w={w}, p={p})")
+        raise ValueError(f"filter {filter_text} is larger than the padded input w + 2p = {w + 2 * p} (w={w}, p={p})")
     if span % s:
+        formula = "(w - f + 2p)/s + 1" if d == 1 else "(w - d(f - 1) - 1 + 2p)/s + 1"
         raise ValueError(
-            f"(w - f + 2p)/s + 1 = ({w} - {f} + 2·{p})/{s} + 1 = {span / s + 1:g} is not an integer: "
-            f"stride s={s} does not tile input w={w} with filter f={f} and padding p={p}"
+            f"{formula} = ({w} - {span_f} + 2·{p})/{s} + 1 = {span / s + 1:g} is not an integer: "
+            f"stride s={s} does not tile input w={w} with filter {filter_text} and padding p={p}"
         )
     return span // s + 1
 
@@ -100,6 +108,9 @@ def receptive_field(layers_spec: Iterable[Any]) -> int:
 
     Each item is a kernel size ``k`` (stride 1), or ``(k, s)`` or ``(k, s, d)`` with stride
     and dilation. ``receptive_field([3, 3, 3]) == 7``: three stacked 3×3 convs see 7×7.
+    A dilated window counts with its effective size ``d(k − 1) + 1``, so dilations
+    1, 2, 4, … grow the field exponentially with depth (``[(3, 1, 1), (3, 1, 2),
+    (3, 1, 4)]`` sees 15 pixels with the weights of three 3×3 convs; Yu & Koltun 2016).
     """
     rf, jump = 1, 1
     for i, item in enumerate(layers_spec):

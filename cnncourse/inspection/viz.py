@@ -1,4 +1,5 @@
-"""Looking at images and inside trained networks: grids, filters, feature maps, saliency, FGSM.
+"""Looking at images and inside trained networks: grids, filters, feature maps, saliency, FGSM
+(and how large its perturbation is), class models (raw and regularised).
 
 Notebook 09 (and the dataset tours) need these, and they are easy to get subtly wrong (a
 saliency map of the softmax instead of the class score, an adversarial image that leaves the
@@ -8,19 +9,25 @@ from :mod:`cnncourse.autodiff`, so everything works on any Keras backend.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 
+from cnncourse import checks
+
 from cnncourse.autodiff import value_and_grad
 
 __all__ = [
+    "PerturbationSize",
     "class_model",
     "feature_maps",
     "fgsm",
     "filter_grid",
+    "grey_levels",
     "image_grid",
+    "perturbation_size",
     "saliency",
     "top_activating_patches",
 ]
@@ -156,6 +163,12 @@ def fgsm(
     return adversarial.astype("float32")
 
 
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Keras' Gaussian blur (``keras.ops.image.gaussian_blur``, zeros beyond the border), kernel ±2σ."""
+    k = 2 * int(np.ceil(2 * sigma)) + 1
+    return np.asarray(keras.ops.convert_to_numpy(keras.ops.image.gaussian_blur(x, (k, k), (sigma, sigma))), x.dtype)
+
+
 def class_model(
     model: keras.Model,
     class_index: int,
@@ -166,15 +179,49 @@ def class_model(
     l2: float = 1e-3,
     seed: int = 0,
     clip: tuple[float, float] | None = (0.0, 1.0),
+    jitter: int = 0,
+    decay: float = 0.0,
+    blur_every: int = 0,
+    blur_sigma: float = 0.5,
+    small_norm_percentile: float = 0.0,
 ) -> tuple[np.ndarray, list[float]]:
     """Synthesise an input maximising ``score_c(x) − λ‖x‖²`` by gradient ascent (Simonyan 2014).
 
     Starts from a faint random image; returns the image and the score after each step (the
-    notebook plots it to show the ascent worked).
+    notebook plots it to show the ascent worked). Each step moves along the gradient
+    normalised to unit root-mean-square.
+
+    With the defaults the result is Simonyan et al.'s raw class model: it does raise the
+    score, but mostly with high-frequency patterns that look like noise. Yosinski, Clune,
+    Nguyen, Fuchs & Lipson ("Understanding Neural Networks Through Deep Visualization", ICML
+    Deep Learning Workshop 2015, §3) make it readable with regularizers applied to the
+    image after every step, each of which pushes towards natural-looking images:
+
+    * ``decay``: L2 decay, ``x ← (1 − decay)·x`` (θ_decay; pulls unneeded pixels to 0);
+    * ``blur_every``, ``blur_sigma``: a Gaussian blur of width ``blur_sigma`` every
+      ``blur_every`` steps (θ_b_every, θ_b_width; removes the high frequencies that the
+      gradient keeps adding);
+    * ``small_norm_percentile``: pixels whose norm (over channels) is below that percentile
+      are set to 0 (θ_n_pct; only the pixels that matter stay);
+    * ``jitter``: the image is shifted by a random offset of up to ``jitter`` pixels (with
+      wrap-around) before each gradient, and the gradient shifted back (from Mordvintsev,
+      Olah & Tyka's "Inceptionism", 2015): a pattern that only works at one exact pixel
+      position does not survive.
+
+    0 is the neutral value these pull towards: black, the background of Fashion-MNIST and
+    MNIST (for mean-subtracted inputs it is the mean image, as in Yosinski et al.).
     """
     _check_class(model, class_index)
     if steps < 1 or learning_rate <= 0 or l2 < 0:
         raise ValueError("need steps >= 1, learning_rate > 0 and l2 >= 0")
+    jitter = checks.integer("jitter (pixels)", jitter, minimum=0)
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+    blur_every = checks.integer("blur_every (0: never)", blur_every, minimum=0)
+    if not blur_sigma > 0:
+        raise ValueError(f"blur_sigma must be positive, got {blur_sigma!r}")
+    if not 0.0 <= small_norm_percentile < 100.0:
+        raise ValueError(f"small_norm_percentile must be in [0, 100), got {small_norm_percentile!r}")
     shape = tuple(shape or model.input_shape[1:])
     rng = np.random.default_rng(seed)
     x = (0.5 + 0.01 * rng.standard_normal((1, *shape))).astype("float32")
@@ -183,13 +230,80 @@ def class_model(
         return model(inp, training=False)[0, class_index] - l2 * keras.ops.sum(inp * inp)
 
     scores = []
-    for _ in range(steps):
-        value, g = value_and_grad(objective, x)
+    for step in range(1, steps + 1):
+        if jitter:
+            dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2))
+            value, g = value_and_grad(objective, np.roll(x, (dy, dx), axis=(1, 2)))
+            g = np.roll(g, (-dy, -dx), axis=(1, 2))
+        else:
+            value, g = value_and_grad(objective, x)
         x = x + learning_rate * g / (np.sqrt(np.mean(g**2)) + 1e-8)  # normalised step
+        if decay:
+            x = (1.0 - decay) * x
+        if blur_every and step % blur_every == 0:
+            x = _blur(x, blur_sigma)
+        if small_norm_percentile:
+            norms = np.sqrt(np.sum(x**2, axis=-1, keepdims=True))
+            x = np.where(norms < np.percentile(norms, small_norm_percentile), 0.0, x).astype("float32")
         if clip is not None:
             x = np.clip(x, *clip)
         scores.append(float(value))
     return x[0], scores
+
+
+@dataclasses.dataclass(frozen=True)
+class PerturbationSize:
+    """How large an adversarial perturbation is on the scale a screen shows: grey levels of 255.
+
+    ``epsilon_grey_levels``: the largest change of one pixel value; ``mean_grey_levels``: the
+    mean change; ``fraction_changed``: the fraction of pixel values that differ once both
+    images are stored with 8 bits (a change under half a grey level disappears); ``psnr_db``:
+    the peak signal-to-noise ratio ``10·log10(range² / MSE)``.
+    """
+
+    epsilon_grey_levels: float
+    mean_grey_levels: float
+    fraction_changed: float
+    psnr_db: float
+
+    def __str__(self) -> str:
+        return (
+            f"largest change {self.epsilon_grey_levels:.1f} grey levels of 255 (mean {self.mean_grey_levels:.1f}); "
+            f"{self.fraction_changed:.0%} of the pixel values change; PSNR {self.psnr_db:.1f} dB"
+        )
+
+
+def grey_levels(epsilon: float, value_range: tuple[float, float] = (0.0, 1.0)) -> float:
+    """``epsilon`` in grey levels of an 8-bit image whose values span ``value_range``: ``ε · 255 / (hi − lo)``."""
+    lo, hi = value_range
+    if not hi > lo:
+        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range!r}")
+    return float(epsilon) * 255.0 / (hi - lo)
+
+
+def perturbation_size(x: np.ndarray, x_adv: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0)) -> PerturbationSize:
+    """Measure ``x_adv − x`` in grey levels, so a notebook can say honestly whether it is visible.
+
+    FGSM is often called "imperceptible", which depends on ε: Goodfellow et al.'s ImageNet
+    example used ε = 0.007, the size of one step of an 8-bit image after GoogLeNet's
+    preprocessing; the ε = 0.1–0.3 usual on MNIST is 25–76 grey levels, plainly visible
+    as speckle on a black background. Numbers, not adjectives: this reports the size.
+    """
+    x, x_adv = np.asarray(x, np.float64), np.asarray(x_adv, np.float64)
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv must have the same shape, got {x.shape} and {x_adv.shape}")
+    lo, hi = value_range
+    scale = grey_levels(1.0, value_range)
+    change = np.abs(x_adv - x) * scale
+    to_8bit = lambda v: np.round((np.clip(v, lo, hi) - lo) * scale)  # noqa: E731
+    mse = np.mean((x_adv - x) ** 2)
+    psnr = float("inf") if mse == 0 else float(10 * np.log10((hi - lo) ** 2 / mse))
+    return PerturbationSize(
+        epsilon_grey_levels=float(change.max()),
+        mean_grey_levels=float(change.mean()),
+        fraction_changed=float(np.mean(to_8bit(x) != to_8bit(x_adv))),
+        psnr_db=psnr,
+    )
 
 
 def top_activating_patches(

@@ -18,7 +18,12 @@ those. What is missing are the pieces of the classic papers the course re-builds
 * ``Cutout``: DeVries & Taylor, "Improved Regularization of Convolutional Neural Networks
   with Cutout", 2017 (Keras' ``RandomErasing`` is a different recipe; see the docstring);
 * ``SobelEdges``: the Sobel-filtering view of SimCLR's augmentation gallery (Chen,
-  Kornblith, Norouzi & Hinton, ICML 2020).
+  Kornblith, Norouzi & Hinton, ICML 2020);
+* ``StochasticDepth`` (+ ``stochastic_depth_rates``): drop a residual branch per example,
+  Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016 (the lecture's "stochastic
+  depth"; ``Dropout`` with a per-example ``noise_shape`` computes the same, see the docstring);
+* ``FractionalMaxPooling2D``: Graham, "Fractional Max-Pooling", 2014 (the lecture's
+  "fractional pooling"; TensorFlow's ``tf.nn.fractional_max_pool`` has no Keras layer).
 
 All of them are channels-last, use ``keras.ops`` / ``keras.random`` only (the unit tests run them
 on TensorFlow and JAX, inside a compiled ``train_step`` too), serialize through
@@ -45,8 +50,8 @@ from cnncourse.layers.augmentation import (
 )
 from cnncourse.layers.filters import SOBEL_MAX_MAGNITUDE, SOBEL_X, SOBEL_Y, SobelEdges
 from cnncourse.layers.normalization import LocalResponseNormalization
-from cnncourse.layers.pooling import L2Pooling2D
-from cnncourse.layers.regularization import DropConnect
+from cnncourse.layers.pooling import FractionalMaxPooling2D, L2Pooling2D
+from cnncourse.layers.regularization import DropConnect, StochasticDepth, stochastic_depth_rates
 
 __all__ = [
     "GELU_SWISH_BETA",
@@ -57,13 +62,16 @@ __all__ = [
     "Cutout",
     "Dice",
     "DropConnect",
+    "FractionalMaxPooling2D",
     "L2Pooling2D",
     "LocalResponseNormalization",
     "RandomLighting",
     "RandomShift",
     "SobelEdges",
+    "StochasticDepth",
     "Swish",
     "derivative",
     "fit_pca_lighting",
+    "stochastic_depth_rates",
     "swish",
 ]

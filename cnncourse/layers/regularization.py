@@ -1,4 +1,5 @@
-"""Regularization layers Keras lacks: DropConnect (drop weights, not units).
+"""Regularization layers Keras lacks: DropConnect (drop weights, not units) and stochastic depth
+(drop a residual branch per example).
 
 See :mod:`cnncourse.layers` for why each layer is written by hand.
 """
@@ -123,4 +124,83 @@ class DropConnect(keras.layers.Layer):
             mask_per=self.mask_per,
             seed=self.seed,
         )
+        return config
+
+
+# --------------------------------------------------------------------------------------------
+# Stochastic depth (drop-path)
+# --------------------------------------------------------------------------------------------
+_SCALINGS = ("train", "test")
+
+
+def stochastic_depth_rates(num_blocks: int, final_rate: float = 0.5) -> list[float]:
+    r"""Huang et al.'s linear decay rule: block :math:`l` of :math:`L` is dropped with probability :math:`\tfrac{l}{L} p_L`.
+
+    The paper writes it as survival probabilities :math:`p_l = 1 - \tfrac{l}{L}(1 - p_L)`
+    with :math:`p_L = 0.5`: the first blocks, whose low-level features everything later
+    depends on, are almost always kept; the last block is dropped half the time. Returns the
+    drop rates, one per block, for :class:`StochasticDepth`.
+    """
+    num_blocks = _positive_int("num_blocks", num_blocks)
+    final_rate = checks.rate("final_rate", final_rate)
+    return [final_rate * block / num_blocks for block in range(1, num_blocks + 1)]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StochasticDepth(keras.layers.Layer):
+    r"""Drop a residual branch for a random subset of the examples while training ("drop-path").
+
+    Huang, Sun, Liu, Sedra & Weinberger, "Deep Networks with Stochastic Depth", ECCV 2016:
+    in a residual block :math:`y = x + f(x)`, the branch :math:`f` is switched off, per
+    example and per training step, with probability :math:`p` (``rate``), leaving the
+    identity :math:`y = x`. Each step trains a random shallower network (the expected depth
+    of a 110-layer ResNet with the linear rule of :func:`stochastic_depth_rates` is about 3/4
+    of it), gradients reach the early blocks through fewer layers, and at test time the full
+    network acts like an ensemble of those depths. Apply it to the branch only::
+
+        y = keras.layers.Add()([x, StochasticDepth(0.2)(branch(x))])
+
+    **Scaling convention.** ``scaling="train"`` (the default) multiplies a kept branch by
+    :math:`1/(1-p)` in training and leaves inference untouched, as ``keras.layers.Dropout``
+    does ("inverted" dropout; the timm/torchvision ``DropPath``). ``scaling="test"`` is the
+    paper's own form: branches are not rescaled in training and multiplied by the survival
+    probability :math:`1-p` at inference. Both give the branch the same expected output in
+    training and at inference; the default is chosen because then inference is the plain
+    network, so a saved model can be exported or have the layer removed without touching
+    its weights.
+
+    One Bernoulli draw per example (mask shape ``(batch, 1, …, 1)``), from a
+    ``keras.random.SeedGenerator``. With ``scaling="train"`` this computes what
+    ``keras.layers.Dropout(rate, noise_shape=(None, 1, 1, 1))`` computes on the branch;
+    written out here so that the name says what it does, the paper's test-time convention
+    is available, and the rule of :func:`stochastic_depth_rates` comes with it.
+    """
+
+    def __init__(self, rate: float, scaling: str = "train", seed=None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rate = checks.rate("rate", rate)
+        checks.choice("scaling", scaling, _SCALINGS)
+        self.scaling = scaling
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, inputs, training=None):
+        x = ops.cast(inputs, self.compute_dtype)
+        keep = 1.0 - self.rate
+        if not _is_training(training):
+            return x if self.scaling == "train" else x * keep
+        if self.rate == 0.0:
+            return x
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        draw = keras.random.uniform(shape, seed=self.seed_generator, dtype=self.compute_dtype)
+        mask = ops.cast(draw < keep, self.compute_dtype)
+        return x * (mask / keep if self.scaling == "train" else mask)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(rate=self.rate, scaling=self.scaling, seed=self.seed)
         return config

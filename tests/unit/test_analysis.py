@@ -71,6 +71,54 @@ def test_receptive_field_of_stacks():
         receptive_field([(3, 1, 1, 1)])
 
 
+@pytest.mark.parametrize(
+    "w, f, p, d", [(13, 3, 0, 2), (13, 3, 1, 2), (16, 3, 0, 4), (9, 2, 0, 3), (10, 5, 2, 2), (7, 3, 0, 3), (12, 1, 0, 5)]
+)
+def test_dilated_conv_output_size_matches_keras(w, f, p, d):
+    """(W − d(F − 1) − 1 + 2P)/S + 1 against the shape Keras computes (stride 1: Keras refuses stride > 1 with dilation)."""
+    model = keras.Sequential(
+        [keras.Input((w, w, 1)), keras.layers.ZeroPadding2D(p), keras.layers.Conv2D(1, f, dilation_rate=d)]
+    )
+    assert conv_output_size(w, f, p, 1, d) == model.output_shape[1] == (w - d * (f - 1) - 1 + 2 * p) + 1
+
+
+def test_dilated_conv_output_size_with_stride_matches_the_numpy_convolution():
+    import numpy as np
+
+    from cnncourse.reference.conv_forms import conv2d_im2col
+
+    out = conv2d_im2col(np.zeros((1, 15, 15, 1)), np.zeros((3, 3, 1, 1)), stride=2, padding=1, dilation=2)
+    assert out.shape[1] == conv_output_size(15, 3, 1, 2, 2) == (15 - 2 * 2 - 1 + 2) // 2 + 1 == 7
+    assert conv_output_size(227, 11, 0, 4, 1) == conv_output_size(227, 11, 0, 4) == 55  # d = 1: the old formula
+    with pytest.raises(ValueError, match=r"dilated by d=2 \(spanning d\(f - 1\) \+ 1 = 5\)"):
+        conv_output_size(10, 3, 0, 2, 2)  # (10 - 5)/2 + 1 = 3.5
+    with pytest.raises(ValueError, match="larger than"):
+        conv_output_size(6, 3, 0, 1, 3)  # spans 7 > 6
+    with pytest.raises(ValueError, match="dilation"):
+        conv_output_size(6, 3, 0, 1, 0)
+
+
+@pytest.mark.parametrize(
+    "spec", [[(3, 1, 1), (3, 1, 2), (3, 1, 4)], [(3, 1, 2), (3, 1, 2)], [(2, 1, 3), (3, 1, 1)], [(3, 1, 1), (3, 1, 2), (3, 1, 4), (3, 1, 8)]]
+)
+def test_dilated_receptive_field_is_the_gradient_support_of_a_keras_stack(spec):
+    """The pixels one output unit depends on, read off autodiff, span receptive_field(spec) pixels."""
+    import numpy as np
+
+    from cnncourse.autodiff import grad
+
+    size = receptive_field(spec) + 4
+    layers = [
+        keras.layers.Conv2D(1, k, dilation_rate=d, use_bias=False, kernel_initializer="ones") for k, _, d in spec
+    ]
+    model = keras.Sequential([keras.Input((size, size, 1)), *layers])
+    out = model.output_shape[1]
+    g = grad(lambda x: model(x)[0, out // 2, out // 2, 0], np.zeros((1, size, size, 1), "float32"))
+    rows = np.nonzero(np.abs(g[0, :, :, 0]).sum(axis=1))[0]
+    assert rows.max() - rows.min() + 1 == receptive_field(spec)
+    assert receptive_field([(3, 1, 1), (3, 1, 2), (3, 1, 4)]) == 15  # 1 + 2·(1 + 2 + 4): exponential in depth
+
+
 def test_naive_inception_module_costs_854M():
     cost = inception_module_cost(28, 28, 256, (128, 192, 96), naive=True)
     assert cost.macs == 854_196_224  # the lecture's 854M

@@ -27,8 +27,19 @@ def test_run_times_say_whether_they_were_measured():
         RunTime(1.0, measured=True)
     with pytest.raises(ValueError, match="positive"):
         RunTime(0.0)
-    with pytest.raises(ValueError, match="no run time for profile"):
-        NotebookInfo(99, "x", "X", ("t",), minutes={"smoke": RunTime(1.0)})
+
+
+def test_measured_times_come_from_the_runner_record(tmp_path, monkeypatch):
+    record = tmp_path / "timings.json"
+    record.write_text('{"cpu": {"00_start_here.ipynb": {"minutes": 2.345, "machine": "2 CPU cores, load 1.0", '
+                      '"date": "2026-11-29", "backend": "jax"}}, "laptop": {}, "smoke": {"x.ipynb": {"minutes": "?"}}}')
+    monkeypatch.setattr(course_map, "TIMINGS_FILE", record)
+    assert course_map.measured_times() == {"cpu": {"00_start_here.ipynb": RunTime(2.345, True, "2 CPU cores, load 1.0, 2026-11-29")}}
+    nb = course_map.notebook(0)
+    assert str(nb.minutes["cpu"]) == "2.3 (measured)" and str(nb.minutes["smoke"]) == "≤1.0 (estimate)"
+    record.write_text("not json")
+    assert course_map.measured_times() == {}
+    assert str(NotebookInfo(99, "x", "X", ("t",)).minutes["cpu"]) == "≤10 (estimate)"
 
 
 def test_markdown_table_has_a_row_per_notebook_and_rejects_unknown_profiles():

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from cnncourse import data
+from cnncourse.data import download, lookup
 
 FASHION = pytest.mark.skipif(
     not os.environ.get("CNNCOURSE_DATA"), reason="set CNNCOURSE_DATA to a directory holding Fashion-MNIST"
@@ -94,8 +95,8 @@ def env(tmp_path, monkeypatch):
     for d in (user, cache, server):
         d.mkdir()
     monkeypatch.setenv("CNNCOURSE_DATA", str(user))
-    monkeypatch.setattr(data, "cache_dir", lambda: cache)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", ())
+    monkeypatch.setattr(lookup, "cache_dir", lambda: cache)
+    monkeypatch.setattr(lookup, "SYSTEM_DIRS", ())
     data.clear_cache()
 
     class World:
@@ -166,7 +167,7 @@ def add_cifar(w, payloads, *, place="user") -> Path:
 
 
 def leftovers(directory: Path) -> list[str]:
-    return [p.name for p in directory.rglob("*") if p.name.startswith(".cnncourse-download-") or p.suffix == ".part"]
+    return [p.name for p in directory.rglob("*") if p.name.startswith(".cnncourse-download") or p.suffix == ".part"]
 
 
 # ----------------------------------------------------------------------- Fashion-MNIST
@@ -331,17 +332,18 @@ def test_tampered_user_file_is_refused_named_and_left_alone(env):
     assert checks["train-labels-idx1-ubyte"] == "mismatch" and checks["train-images-idx3-ubyte"] == "verified"
 
 
-def test_tampered_file_in_the_cache_is_removed(env):
+def test_tampered_download_in_the_cache_is_refused_kept_and_replaced_by_fetch(env):
     arrays = make_mnist(np.random.default_rng(4))
-    gz = add_mnist(env, arrays, place="server")
-    (env.cache / "mnist").mkdir()
-    for name, blob in gz.items():
-        (env.cache / "mnist" / f"{name}.gz").write_bytes(blob)
+    add_mnist(env, arrays, place="server")
+    data.fetch("mnist")  # the course's own download
+    data.clear_cache()
     bad = env.cache / "mnist" / "t10k-labels-idx1-ubyte.gz"
-    bad.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (20).to_bytes(4, "big") + bytes(20)))
-    with pytest.raises(data.ChecksumError, match="removed"):
+    junk = gzip.compress(b"\x00\x00\x08\x01" + (20).to_bytes(4, "big") + bytes(20))
+    bad.write_bytes(junk)  # rewritten since the course wrote it: no longer the course's to replace
+    with pytest.raises(data.ChecksumError, match="left alone") as exc:
         data.load("mnist", download=False)
-    assert not bad.exists()
+    assert str(bad) in str(exc.value) and "data fetch mnist" in str(exc.value)
+    assert bad.read_bytes() == junk  # load() never deletes anything
 
 
 def test_truncated_gzip_is_a_checksum_error_naming_the_file(env):
@@ -364,10 +366,10 @@ def test_download_is_verified_then_renamed_into_the_cache(env, monkeypatch):
 
     def recording_replace(src, dst):
         renames.append((Path(src), Path(dst)))
-        assert Path(src).name.startswith(".cnncourse-download-")
+        assert Path(src).name.startswith(".cnncourse-download.") and Path(src).parent == Path(dst).parent
         real_replace(src, dst)
 
-    monkeypatch.setattr(data.os, "replace", recording_replace)
+    monkeypatch.setattr(os, "replace", recording_replace)
     (x, y), _ = data.load("mnist")  # not found anywhere → downloaded from the file:// "mirror"
     np.testing.assert_array_equal(x, arrays["train-images-idx3-ubyte"])
     assert sorted(dst.name for _, dst in renames) == sorted(f"{n}.gz" for n in MNIST_FILES)
@@ -413,8 +415,10 @@ def test_stream_that_drops_or_comes_up_short_is_cleaned_up(env, monkeypatch):
                 raise ConnectionResetError("connection reset by peer")
             return chunk
 
+        read1 = read
+
     for fail in (True, False):  # an exception mid-stream; a short body against Content-Length
-        monkeypatch.setattr(data, "_urlopen", lambda url, timeout, fail=fail: Dropping(fail))
+        monkeypatch.setattr(download, "_urlopen", lambda url, timeout, fail=fail: Dropping(fail))
         with pytest.raises(data.DatasetNotFoundError, match="download failed|truncated"):
             data.load("mnist")
         assert leftovers(env.cache) == [] and not any((env.cache / "mnist").glob("*"))
@@ -432,7 +436,7 @@ def test_missing_offline_names_file_directories_and_fixes(env):
     assert "train-images-idx3-ubyte" in message
     assert str(env.user / "mnist") in message and str(env.cache) in message
     assert "python -m cnncourse data fetch mnist" in message and "CNNCOURSE_DATA" in message
-    assert leftovers(env.cache) == []
+    assert leftovers(env.cache) == [] and not (env.cache / "mnist").exists()  # not even the folder it made
     with pytest.raises(data.DatasetNotFoundError, match="not found"):
         data.load("mnist", download=False)
 
@@ -486,9 +490,9 @@ def test_tampered_cifar_pickle_never_executes(env):
 def test_restricted_unpickler_refuses_object_arrays_and_builtins():
     blob = pickle.dumps({b"data": np.array([1, "a"], dtype=object)}, protocol=2)
     with pytest.raises(ValueError, match="object arrays"):
-        data._unpickle(blob, Path("x"))
+        data.formats.unpickle(blob, Path("x"))
     with pytest.raises(ValueError, match="builtins.eval"):
-        data._unpickle(b"cbuiltins\neval\n(S'1+1'\ntR.", Path("x"))
+        data.formats.unpickle(b"cbuiltins\neval\n(S'1+1'\ntR.", Path("x"))
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -511,7 +515,7 @@ def test_cli_reports_files_and_exit_codes(env, capsys):
 def test_array_dataset_reshuffles_each_epoch_and_augments():
     x = np.arange(10, dtype=np.float32).reshape(10, 1)
     y = np.arange(10, dtype=np.int32)
-    ds = data._array_dataset_class()(x, y, 4, seed=0, augment=keras.layers.Rescaling(2.0))
+    ds = data.batches._array_dataset_class()(x, y, 4, seed=0, augment=keras.layers.Rescaling(2.0))
     assert len(ds) == 3
     epoch1 = [np.asarray(ds[i][1]) for i in range(len(ds))]
     ds.on_epoch_end()
@@ -524,7 +528,7 @@ def test_array_dataset_reshuffles_each_epoch_and_augments():
         ds[3]
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(10)])
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(data._array_dataset_class()(x, y, 4), epochs=1, verbose=0)
+    history = model.fit(data.batches._array_dataset_class()(x, y, 4), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
 
@@ -555,3 +559,383 @@ def test_tf_data_pipeline_shuffles_before_batching_and_augments():
     flat = data.pipeline(x, y, 5, shuffle=False, augment=keras.layers.Rescaling(-1.0))
     xb, yb = next(iter(flat))
     np.testing.assert_array_equal(xb.numpy()[:, 0, 0, 0], -np.arange(5))
+
+
+# ------------------------------------------------ never lose or mix up a user's files (issue 15)
+def fetched(env, rng_seed: int) -> dict[str, np.ndarray]:
+    """MNIST served by the file:// 'mirror' and downloaded into the cache by the course itself."""
+    arrays = make_mnist(np.random.default_rng(rng_seed))
+    add_mnist(env, arrays, place="server")
+    data.fetch("mnist")
+    data.clear_cache()
+    return arrays
+
+
+def test_load_never_deletes_a_user_file_reached_through_a_symlinked_cache_folder(env):
+    arrays = make_mnist(np.random.default_rng(20))
+    gz = add_mnist(env, arrays, place="server")
+    elsewhere = env.tmp / "my-datasets" / "mnist"  # the user's own copy, outside the course
+    elsewhere.mkdir(parents=True)
+    for name, blob in gz.items():
+        (elsewhere / f"{name}.gz").write_bytes(blob)
+    bad = elsewhere / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(gzip.compress(idx_bytes(np.zeros(20, np.uint8))))
+    (env.cache / "mnist").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(data.ChecksumError) as exc:
+        data.load("mnist")
+    message = str(exc.value)
+    assert str(env.cache / "mnist" / "t10k-labels-idx1-ubyte.gz") in message and "symbolic link" in message
+    assert bad.exists() and gzip.decompress(bad.read_bytes()) == idx_bytes(np.zeros(20, np.uint8))
+    with pytest.raises(data.ChecksumError, match="symbolic link"):
+        data.fetch("mnist")  # nor is it overwritten by a download
+    assert gzip.decompress(bad.read_bytes()) == idx_bytes(np.zeros(20, np.uint8))
+    assert sorted(p.name for p in elsewhere.iterdir()) == sorted(f"{n}.gz" for n in MNIST_FILES)
+
+
+def test_a_file_in_the_cache_the_course_did_not_write_is_refused_kept_and_never_replaced(env):
+    arrays = make_mnist(np.random.default_rng(21))
+    gz = add_mnist(env, arrays, place="server")
+    (env.cache / "mnist").mkdir()
+    for name, blob in gz.items():  # copied in by the user, not downloaded by the course
+        (env.cache / "mnist" / f"{name}.gz").write_bytes(blob)
+    bad = env.cache / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    junk = gzip.compress(b"\x00\x00\x08\x01" + (20).to_bytes(4, "big") + bytes(20))
+    bad.write_bytes(junk)
+    with pytest.raises(data.ChecksumError) as exc:
+        data.load("mnist")
+    assert str(bad) in str(exc.value) and "did not write" in str(exc.value)
+    assert bad.read_bytes() == junk
+    with pytest.raises(data.ChecksumError, match="did not write") as exc:
+        data.fetch("mnist")  # no success reported over it, and no download over it
+    assert str(bad) in str(exc.value) and bad.read_bytes() == junk
+    with pytest.raises(data.ChecksumError):
+        data.fetch("mnist", force=True)
+    assert bad.read_bytes() == junk
+    assert [c.status for c in data.verify("mnist")].count("mismatch") == 1
+
+
+def test_fetch_reverifies_and_replaces_its_own_download_that_no_longer_verifies(env, capsys):
+    arrays = fetched(env, 22)
+    own = env.cache / "mnist" / "train-labels-idx1-ubyte.gz"
+    # 1. the manifest moved on (a new release): the course's copy fails and is replaced
+    labels = arrays["train-labels-idx1-ubyte"][::-1].copy()
+    (env.server / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    env.manifest["datasets"]["mnist"]["files"]["train-labels-idx1-ubyte"]["payload"] = {"sha256": sha256(idx_bytes(labels))}
+    env.write_manifest()
+    assert data.cli(["fetch", "mnist"]) == 0
+    out = capsys.readouterr().out
+    assert "replaced" in out and "train-labels-idx1-ubyte" in out
+    assert gzip.decompress(own.read_bytes()) == idx_bytes(labels)
+    assert [c.status for c in data.verify("mnist")] == ["verified"] * 4
+    # 2. bit rot: same size and modification time, one byte flipped
+    stat = own.stat()
+    rotten = bytearray(own.read_bytes())
+    rotten[len(rotten) // 2] ^= 0x01
+    own.write_bytes(bytes(rotten))
+    os.utime(own, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert data.verify("mnist")[1].status == "mismatch"
+    assert data.cli(["fetch", "mnist"]) == 0
+    assert [c.status for c in data.verify("mnist")] == ["verified"] * 4
+    # 3. --force downloads again even what verifies; a user's own file beside them is untouched
+    mine = env.cache / "mnist" / "my-notes.txt"
+    mine.write_text("mine")
+    before = {p.name: p.stat().st_ino for p in (env.cache / "mnist").glob("*.gz")}
+    assert data.cli(["fetch", "--force", "mnist"]) == 0
+    after = {p.name: p.stat().st_ino for p in (env.cache / "mnist").glob("*.gz")}
+    assert before.keys() == after.keys() and all(before[n] != after[n] for n in before)
+    assert mine.read_text() == "mine"
+
+
+def test_fetched_files_respect_the_umask(env):
+    arrays = make_mnist(np.random.default_rng(23))
+    add_mnist(env, arrays, place="server")
+    old = os.umask(0o022)
+    try:
+        paths = data.fetch("mnist")
+        assert {oct(p.stat().st_mode & 0o777) for p in paths.values()} == {oct(0o644)}
+        os.umask(0o027)
+        paths = data.fetch("mnist", force=True)
+        assert {oct(p.stat().st_mode & 0o777) for p in paths.values()} == {oct(0o640)}
+    finally:
+        os.umask(old)
+
+
+def deny_reading(monkeypatch, denied: Path) -> None:
+    """Reading ``denied`` fails as for another user of a shared install (tests may run as root)."""
+    real_open = io.open
+
+    def guarded(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == denied:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", guarded)
+
+
+def test_an_unreadable_file_is_named_with_a_fix_by_load_verify_and_the_cli(env, monkeypatch, capsys):
+    arrays = make_mnist(np.random.default_rng(24))
+    add_mnist(env, arrays)
+    denied = env.user / "mnist" / "train-images-idx3-ubyte.gz"
+    deny_reading(monkeypatch, denied)
+    with pytest.raises(data.UnreadableFileError) as exc:
+        data.load("mnist", download=False)
+    assert isinstance(exc.value, OSError) and str(denied) in str(exc.value)
+    assert "chmod" in str(exc.value) and "CNNCOURSE_DATA" in str(exc.value)
+    checks = data.verify("mnist")  # never raises for data: one line per file
+    assert [c.status for c in checks] == ["unreadable", "verified", "verified", "verified"]
+    assert data.cli(["verify", "mnist"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("verified") == 3 and "unreadable" in captured.out and str(denied) in captured.err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_a_file_without_read_permission_is_named_with_a_fix(env):
+    arrays = make_mnist(np.random.default_rng(25))
+    add_mnist(env, arrays)
+    denied = env.user / "mnist" / "t10k-images-idx3-ubyte.gz"
+    denied.chmod(0o200)
+    with pytest.raises(data.UnreadableFileError, match="chmod"):
+        data.load("mnist", download=False)
+    assert data.verify("mnist")[2].status == "unreadable"
+
+
+class Trickle(io.RawIOBase):
+    """A response that sends one byte per read, each after ``delay`` seconds on a fake clock."""
+
+    def __init__(self, clock: list[float], delay: float, reads: int = 200_000, length: str | None = None):
+        self.clock, self.delay, self.left = clock, delay, reads
+        self.headers = {"Content-Length": length} if length else {}
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        self.clock[0] += self.delay
+        if self.left == 0:
+            return b""
+        self.left -= 1
+        return b"x"
+
+    read1 = read
+
+
+def test_a_trickling_download_stops_at_the_overall_deadline(env, monkeypatch):
+    arrays = make_mnist(np.random.default_rng(26))
+    add_mnist(env, arrays, place="server")
+    clock = [0.0]
+    monkeypatch.setattr(download, "_clock", lambda: clock[0])
+    # every read returns within the per-read timeout, so only an overall deadline can stop it
+    monkeypatch.setattr(download, "_urlopen", lambda url, timeout: Trickle(clock, delay=30.0))
+    with pytest.raises(data.DownloadError, match="deadline") as exc:
+        data.fetch("mnist")
+    assert "--deadline" in str(exc.value) and leftovers(env.cache) == []
+    assert download.DOWNLOAD_DEADLINE_S <= clock[0] <= download.DOWNLOAD_DEADLINE_S + 30  # not 200,000 reads later
+    clock[0] = 0.0
+    with pytest.raises(data.DownloadError, match="600 s"):
+        data.fetch("mnist", deadline_s=600)
+    assert 600 <= clock[0] <= 630 and leftovers(env.cache) == []
+
+
+def test_download_progress_goes_to_stderr_in_a_few_lines_per_file(env, capsys):
+    arrays = make_mnist(np.random.default_rng(27), n_train=2000, n_test=200)
+    add_mnist(env, arrays, place="server")
+    data.fetch("mnist")
+    captured = capsys.readouterr()
+    big = [line for line in captured.err.splitlines() if "train-images-idx3-ubyte" in line]
+    assert 2 <= len(big) <= 6, big
+    size = (env.server / "train-images-idx3-ubyte.gz").stat().st_size
+    assert any(f"{size:,}" in line for line in big) and "100%" in captured.err
+    assert "train-images" not in captured.out
+    data.fetch("mnist", force=True, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_download_larger_than_the_manifest_allows_is_cut_off(env, monkeypatch):
+    arrays = make_mnist(np.random.default_rng(28))
+    add_mnist(env, arrays, place="server")
+    for name, arr in arrays.items():
+        env.manifest["datasets"]["mnist"]["files"][name]["size"] = len(idx_bytes(arr))
+    env.write_manifest()
+    reads = []
+
+    class Endless(io.RawIOBase):
+        headers: dict[str, str] = {}
+
+        def readable(self):
+            return True
+
+        def read(self, n=-1):
+            reads.append(n)
+            return b"\0" * (1 << 20) if len(reads) < 64 else b""
+
+        read1 = read
+
+    monkeypatch.setattr(download, "_urlopen", lambda url, timeout: Endless())
+    with pytest.raises(data.DownloadError, match="larger than"):
+        data.fetch("mnist")
+    assert len(reads) <= 2 and leftovers(env.cache) == []
+
+
+SLOW_DOWNLOAD = r"""
+import io, sys, time
+from pathlib import Path
+from cnncourse import data
+from cnncourse.data import download, lookup
+
+lookup.cache_dir = lambda: Path(sys.argv[1])
+lookup.SYSTEM_DIRS = ()
+
+
+class Slow(io.RawIOBase):
+    headers = {"Content-Length": "100000000"}
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        time.sleep(0.05)
+        return b"x" * 1000
+
+    read1 = read
+
+
+download._urlopen = lambda url, timeout: Slow()
+data.fetch("mnist")
+"""
+
+
+def start_slow_download(env) -> "subprocess.Popen":
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_DOWNLOAD, str(env.cache)], env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(600):  # up to 60 s for Python to start and the first bytes to land
+        if list(env.cache.rglob("*.part")) or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    assert list(env.cache.rglob("*.part"))
+    return proc
+
+
+def test_sigterm_during_a_download_removes_its_part_file(env):
+    import signal
+
+    arrays = make_mnist(np.random.default_rng(29))
+    add_mnist(env, arrays, place="server")
+    proc = start_slow_download(env)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, err
+    assert leftovers(env.cache) == []
+
+
+def test_the_next_fetch_removes_part_files_of_killed_downloads_and_nothing_else(env):
+    import re
+    import signal
+
+    arrays = make_mnist(np.random.default_rng(30))
+    add_mnist(env, arrays, place="server")
+    proc = start_slow_download(env)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.communicate(timeout=60)
+    (stale,) = env.cache.rglob("*.part")
+    assert re.fullmatch(r"\.cnncourse-download\..+\.[0-9a-f]{8}-\d+-\d+\.part", stale.name)
+    live = stale.with_name(re.sub(r"-\d+-(\d+)\.part$", rf"-{os.getpid()}-\1.part", stale.name))
+    other_host = stale.with_name(re.sub(r"\.[0-9a-f]{8}-", ".00000000-", stale.name))
+    users = env.cache / "mnist" / "notes.part"
+    for keep in (live, other_host, users):
+        keep.write_bytes(b"not stale")
+    data.fetch("mnist")
+    assert not stale.exists()
+    assert all(p.read_bytes() == b"not stale" for p in (live, other_host, users))
+
+
+def test_pytorch_raw_layout_loads_the_gz_beside_the_plain_file(env):
+    arrays = make_mnist(np.random.default_rng(31))
+    gz = add_mnist(env, arrays, payload_digest=False, archive_digest=True, place="server")
+    env.manifest["datasets"]["mnist"]["folders"].append("MNIST/raw")  # as in the shipped manifest
+    env.write_manifest()
+    raw = env.user / "MNIST" / "raw"  # torchvision's layout: each .gz and its decompressed copy
+    raw.mkdir(parents=True)
+    for name, blob in gz.items():
+        (raw / f"{name}.gz").write_bytes(blob)
+        (raw / name).write_bytes(idx_bytes(arrays[name]))
+    (x, y), _ = data.load("mnist", download=False)
+    np.testing.assert_array_equal(x, arrays["train-images-idx3-ubyte"])
+    assert [c.status for c in data.verify("mnist")] == ["verified"] * 4
+    assert all(c.path.suffix == ".gz" for c in data.verify("mnist"))
+
+
+def test_a_gzip_bomb_is_stopped_at_the_manifest_size(env):
+    import tracemalloc
+
+    arrays = make_mnist(np.random.default_rng(32))
+    add_mnist(env, arrays)
+    for name, arr in arrays.items():
+        env.manifest["datasets"]["mnist"]["files"][name]["size"] = len(idx_bytes(arr))
+    env.write_manifest()
+    bomb = env.user / "mnist" / "train-labels-idx1-ubyte.gz"
+    zeros = bytes(64 << 20)
+    bomb.write_bytes(gzip.compress(zeros, compresslevel=9))
+    del zeros
+    tracemalloc.start()
+    try:
+        with pytest.raises(data.ChecksumError, match="larger than") as exc:
+            data.load("mnist", download=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(bomb) in str(exc.value)
+    assert peak < 8 << 20, f"decompressed {peak:,} bytes for a 48-byte file"
+
+
+def test_a_broken_manifest_is_one_error_naming_the_file(env, monkeypatch):
+    path = env.tmp / "broken.json"
+    path.write_text('{"format": 1, "datasets": {"mnist": ')
+    monkeypatch.setenv("CNNCOURSE_MANIFEST", str(path))
+    data.clear_cache()
+    with pytest.raises(data.ManifestError) as exc:
+        data.load("mnist")
+    assert str(path) in str(exc.value) and isinstance(exc.value, ValueError)
+    assert data.cli(["verify"]) == 2
+
+
+def test_a_corrupt_copy_early_in_the_search_path_is_skipped_with_a_warning_and_kept(env):
+    arrays = fetched(env, 33)  # good copies in the cache
+    mine = env.user / "mnist" / "train-labels-idx1-ubyte.gz"  # searched first ($CNNCOURSE_DATA)
+    mine.parent.mkdir()
+    mine.write_bytes(gzip.compress(idx_bytes(np.zeros(40, np.uint8))))
+    with pytest.warns(UserWarning, match="skipped") as caught:
+        (_, y), _ = data.load("mnist", download=False)
+    np.testing.assert_array_equal(y, arrays["train-labels-idx1-ubyte"])  # not the zeros
+    assert str(mine) in str(caught[0].message) and str(env.cache / "mnist") in str(caught[0].message)
+    check = data.verify("mnist")[1]
+    assert check.ok and check.path.parent == env.cache / "mnist" and check.skipped[0][:2] == (mine, "mismatch")
+    assert data.fetch("mnist")["train-labels-idx1-ubyte"].parent == env.cache / "mnist"
+    assert gzip.decompress(mine.read_bytes()) == idx_bytes(np.zeros(40, np.uint8))
+
+
+def test_a_manifest_cannot_send_files_outside_the_cache_and_bad_arguments_are_named(env, capsys):
+    arrays = make_mnist(np.random.default_rng(34))
+    add_mnist(env, arrays, place="server")
+    for folders in (["../escape"], ["/etc"]):
+        env.manifest["datasets"]["mnist"]["folders"] = folders
+        env.write_manifest()
+        with pytest.raises(data.ManifestError, match="relative folder names"):
+            data.fetch("mnist")
+    assert not (env.tmp / "escape").exists()
+    env.manifest["datasets"]["mnist"]["folders"] = ["mnist"]
+    env.write_manifest()
+    for bad in (0, -1, float("nan"), float("inf"), "60", True):
+        with pytest.raises(ValueError, match="deadline_s must be a positive"):
+            data.fetch("mnist", deadline_s=bad)
+    with pytest.raises(SystemExit):
+        data.cli(["verify", "--force"])
+    assert "apply to fetch only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        data.cli(["fetch", "--deadline", "0"])
+    assert "positive number of seconds" in capsys.readouterr().err
+    assert leftovers(env.cache) == [] and not (env.cache / "mnist").exists()

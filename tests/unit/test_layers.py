@@ -436,7 +436,10 @@ def _model_with_every_layer(seed=0) -> keras.Model:
     x = keras.layers.Concatenate()([x, edges])
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
     x = L.LocalResponseNormalization(size=3, k=1.0, alpha=0.1, beta=0.75)(x)
+    branch = keras.layers.Conv2D(8, 3, padding="same")(x)
+    x = keras.layers.Add()([x, L.StochasticDepth(0.3, seed=seed)(branch)])
     x = L.L2Pooling2D(2)(x)
+    x = L.FractionalMaxPooling2D(1.5, overlapping=True, seed=seed)(x)
     x = L.Swish(1.702, trainable_beta=True)(x)
     x = keras.layers.Flatten()(x)
     x = L.Dice()(x)
@@ -469,6 +472,8 @@ def test_a_model_with_every_layer_saves_loads_and_predicts_the_same(tmp_path):
         L.RandomShift(3, "symmetric", seed=1),
         L.Cutout(5, rate=0.5, fill_value=0.5, seed=4),
         L.SobelEdges("zeros", normalize=True),
+        L.StochasticDepth(0.25, scaling="test", seed=3),
+        L.FractionalMaxPooling2D((1.25, 1.5), pseudo_random=False, overlapping=True, seed=6),
     ],
     ids=lambda layer: type(layer).__name__,
 )

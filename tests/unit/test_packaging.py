@@ -16,8 +16,16 @@ def _name(requirement: str) -> str:
 
 def _pyproject_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["test"]
-    return {_name(r): r.replace("[cpu]", "") for r in reqs}
+    extras = project["optional-dependencies"]
+    reqs = project["dependencies"] + extras["tensorflow"] + extras["jax"] + extras["test"]  # what `make setup` installs
+    return {_name(r): r for r in reqs}
+
+
+def test_no_keras_backend_is_required():
+    """A JAX-only (or PyTorch-only) machine installs the course without pulling TensorFlow."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not {"tensorflow", "jax", "torch"} & {_name(r) for r in project["dependencies"]}
+    assert set(project["optional-dependencies"]) >= {"tensorflow", "jax", "jax-cuda", "test"}
 
 
 # conda-forge names that differ from PyPI's
@@ -31,7 +39,8 @@ def _conda_requirements() -> dict[str, str]:
         if line.startswith("dependencies:"):
             in_deps = True
             continue
-        match = re.match(r"^  - ([A-Za-z][\w.-]*.*)$", line)
+        # conda packages, and (6 spaces in) what the pip: section installs from the package index
+        match = re.match(r"^  - ([A-Za-z][\w.-]*.*)$", line) or re.match(r"^      - ([A-Za-z][\w.-]*.*)$", line)
         if in_deps and match and not match.group(1).startswith("pip:"):
             name = _name(match.group(1))
             pypi = CONDA_TO_PYPI.get(name, name)

@@ -55,3 +55,43 @@ def test_cli_reports_failure_and_bad_profile(tmp_path, capsys):
     assert "valid profiles: smoke, cpu, gpu" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no notebook at"):
         runner.execute(tmp_path / "missing.ipynb", tmp_path)
+
+
+def test_a_run_is_stamped_and_passes_the_clean_run_check(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNCOURSE_PROFILE", "smoke")
+    nb = write_notebook(tmp_path / "00_a.ipynb", "x = 1", "print(x + 1)")
+    done = runner.execute(nb, tmp_path / "build")
+    executed = nbformat.read(done.ipynb, as_version=4)
+    stamp = executed.metadata["cnncourse"]
+    assert stamp["profile"] == "smoke" and stamp["kernels"] == 1 and stamp["started"] < stamp["finished"]
+    assert "CPU cores" in stamp["machine"]
+    assert runner.stamp_problems(executed) == []
+
+
+def test_stitched_or_unstamped_notebooks_are_caught(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNCOURSE_PROFILE", "smoke")
+    nb = write_notebook(tmp_path / "00_a.ipynb", "x = 1", "print(x + 1)", "print(x + 2)")
+    executed = nbformat.read(runner.execute(nb, tmp_path / "build").ipynb, as_version=4)
+    unstamped = nbformat.read(nb, as_version=4)
+    assert "no run stamp" in runner.stamp_problems(unstamped)[0]
+    renumbered = nbformat.from_dict(json.loads(nbformat.writes(executed)))
+    renumbered.cells[2].execution_count = 7
+    assert any("execution counts" in p for p in runner.stamp_problems(renumbered))
+    pasted = nbformat.from_dict(json.loads(nbformat.writes(executed)))  # a cell re-run later, elsewhere
+    pasted.cells[2].metadata["execution"]["iopub.execute_input"] = "2099-01-01T00:00:00.000000Z"
+    assert any("outside the run" in p for p in runner.stamp_problems(pasted))
+    earlier = nbformat.from_dict(json.loads(nbformat.writes(executed)))  # out of order
+    earlier.cells[3].metadata["execution"]["iopub.execute_input"] = earlier.metadata["cnncourse"]["started"]
+    assert any("before the cell above" in p for p in runner.stamp_problems(earlier))
+
+
+def test_store_copies_the_run_over_the_source_and_records_its_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNNCOURSE_PROFILE", "smoke")
+    monkeypatch.setattr(runner, "TIMINGS_FILE", tmp_path / "results" / "timings.json")
+    nb = write_notebook(tmp_path / "00_a.ipynb", "print(6 * 7)")
+    runner.run_course([nb], tmp_path / "build", store=True)
+    stored = nbformat.read(nb, as_version=4)
+    assert stored.cells[1].outputs[0]["text"] == "42\n" and runner.stamp_problems(stored) == []
+    timings = json.loads((tmp_path / "results" / "timings.json").read_text())
+    assert set(timings["smoke"]["00_a.ipynb"]) == {"minutes", "machine", "date", "backend"}
+    assert "(stored)" in capsys.readouterr().out

@@ -2,6 +2,8 @@
 with their hint on the cleared stubs, never with a traceback that shows the check's code."""
 
 import ast
+import shutil
+from pathlib import Path
 import json
 
 import keras
@@ -233,3 +235,106 @@ def test_leak_check_finds_a_surviving_solution_line_but_not_punctuation():
     assert student.leaked_solutions(nb, cleared) == []  # the braces around the region are not solution text
     cleared.cells[0].source = cleared.cells[0].source.replace("# YOUR CODE HERE", "'a': secret(),")
     assert student.leaked_solutions(nb, cleared) == ["    'a': secret(),"]
+
+
+def test_cli_writes_into_the_working_directory_not_the_package(tmp_path, monkeypatch, capsys):
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(teaching_notebook(), tmp_path / "notebooks" / "01_sizes.ipynb")
+    monkeypatch.chdir(tmp_path)
+    assert student.cli([]) == 0
+    assert (tmp_path / "student" / "01_sizes.ipynb").is_file()
+    package_root = Path(student.__file__).resolve().parents[2]
+    assert not (package_root / "student" / "01_sizes.ipynb").exists()
+    assert "1 student notebook(s) in student" in capsys.readouterr().out
+
+
+def test_cli_with_nothing_to_do_exits_non_zero_and_says_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no notebooks/ here
+    assert student.cli([]) == 2
+    assert "nothing to do" in capsys.readouterr().err and not (tmp_path / "student").exists()
+    lecture = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
+    lecture.cells = [nbformat.v4.new_markdown_cell("# No exercises here")]
+    nbformat.write(lecture, tmp_path / "00_intro.ipynb")
+    assert student.cli([str(tmp_path / "00_intro.ipynb"), "--store-outputs", "smoke"]) == 1
+    assert "none of these notebooks has an exercise section" in capsys.readouterr().err
+
+
+# --- the grading loop: nbgrader's own commands, run for real --------------------------------------
+
+GRADING = Path(__file__).resolve().parents[2] / "grading"
+
+
+def test_grading_sources_are_the_course_notebooks():
+    """grading/source/NN_name/NN_name.ipynb links to notebooks/NN_name.ipynb for every notebook
+    with exercises, so the teacher's nbgrader sources are the course's, never a stale copy."""
+    sources = sorted((GRADING / "source").glob("*/*.ipynb"))
+    assert [p.name for p in sources] == [p.name for p in WITH_EXERCISES]
+    for link, notebook in zip(sources, WITH_EXERCISES, strict=True):
+        assert link.parent.name == link.stem and link.is_symlink()
+        assert link.resolve() == notebook.resolve()
+
+
+def _config(profile, monkeypatch):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    monkeypatch.setenv("CNNCOURSE_PROFILE", profile) if profile else monkeypatch.delenv("CNNCOURSE_PROFILE",
+                                                                                          raising=False)
+    return PyFileConfigLoader("nbgrader_config.py", path=str(GRADING)).load_config()
+
+
+def test_grading_config_profile_timeout_and_kernel(monkeypatch):
+    import os
+
+    config = _config(None, monkeypatch)
+    assert os.environ["CNNCOURSE_PROFILE"] == "smoke"  # set by the config, inherited by the kernels
+    assert config.Execute.timeout == 600 and config.Execute.kernel_name == "python3"
+    assert config.Execute.timeout > 30  # nbgrader's default, too short for the course
+    assert config.CourseDirectory.root == str(GRADING)
+    cpu = _config("cpu", monkeypatch)
+    assert cpu.Execute.timeout == 1800 > 704  # the longest stored cpu cell (08, 2 shared cores)
+
+
+def test_grade_cli_refuses_what_is_not_there(tmp_path, monkeypatch, capsys):
+    from cnncourse.course import grading
+
+    monkeypatch.chdir(tmp_path)
+    assert grading.cli(["04_activations_init"]) == 2
+    assert "not the course's nbgrader directory" in capsys.readouterr().err
+    assert grading.cli(["99_nothing", "--course-dir", str(GRADING)]) == 2
+    assert "valid assignments: 01_" in capsys.readouterr().err
+
+
+GRADED = ["01_convolution", "04_activations_init"]
+
+
+@pytest.mark.slow
+@pytest.mark.tf_only
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the notebooks run on the TensorFlow backend")
+def test_grading_loop_release_scores_zero_solutions_full_marks(tmp_path, monkeypatch):
+    """nbgrader generate_assignment, then autograde of the release copy unchanged (0 on every
+    check, no crash) and of the notebook with its solutions (full marks; the written answers
+    wait for a teacher), for two notebooks in the smoke profile: what `make grade
+    GRADE_ARGS=--self-test` does, in a course directory of its own."""
+    from cnncourse.course import grading
+
+    course = tmp_path / "grading"
+    course.mkdir()
+    shutil.copy(GRADING / "nbgrader_config.py", course)
+    for name in GRADED:
+        (course / "source" / name).mkdir(parents=True)
+        (course / "source" / name / f"{name}.ipynb").symlink_to((GRADING / "source" / name / f"{name}.ipynb").resolve())
+    monkeypatch.delenv("CNNCOURSE_PROFILE", raising=False)  # the config's own choice: smoke
+    for name in GRADED:
+        assert grading.cli([name, "--course-dir", str(course), "--self-test"]) == 0
+        assert grading.self_test_failures(course, name) == []
+        unchanged = grading.grades(course, name, grading.UNCHANGED)
+        solved = grading.grades(course, name, grading.SOLUTIONS)
+        checks = [g for g in solved if g.autograded]
+        assert len(checks) >= 3 and all(g.auto_score == g.max_score for g in checks)
+        assert all(g.auto_score == 0 for g in unchanged if g.autograded)
+        assert [g.grade_id for g in solved if not g.autograded] == [g.grade_id for g in solved if g.needs_manual_grade]
+        feedback = course / "feedback" / grading.SOLUTIONS / name / f"{name}.html"
+        assert feedback.is_file() and "CellTimeoutError" not in feedback.read_text()
+        released = nbformat.read(course / "release" / name / f"{name}.ipynb", as_version=4)
+        assert not student.leaked_solutions(nbformat.read(GRADING / "source" / name / f"{name}.ipynb", as_version=4),
+                                            released)
