@@ -146,7 +146,7 @@ def _pretty(metric: str, source: str | None) -> str:
     return names.get(metric, metric)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class Comparison:
     """Results of several contenders over several seeds: a table, curves, and summary numbers."""
 
@@ -215,6 +215,11 @@ class Comparison:
 
     def __str__(self) -> str:
         return self.table()
+
+    def __repr__(self) -> str:
+        """Short: a notebook shows the table (``_repr_markdown_``), a console this one line."""
+        seeds = sorted({len(runs) for runs in self.results.values()})
+        return f"Comparison({len(self.results)} contenders × {'/'.join(map(str, seeds))} seed(s): {', '.join(self.labels)})"
 
     def _repr_markdown_(self) -> str:
         return self.table()

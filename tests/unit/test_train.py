@@ -128,6 +128,7 @@ def test_compare_table_plot_and_roundtrip(blobs, capsys):
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "test accuracy" and ax.get_title()
     assert all(float(t).is_integer() for t in ax.get_xticks())  # epochs are whole numbers
     assert train.Comparison.from_dict(json.loads(json.dumps(comp.to_dict()))).results == comp.results
+    assert repr(comp) == "Comparison(2 contenders × 2 seed(s): sgd 0.05, sgd 0.001)"
 
 
 def test_one_seed_prints_no_spread(blobs):
