@@ -150,7 +150,8 @@ class LearningRateRangeTest(keras.callbacks.Callback):
         """Smoothed loss against the learning rate (log axis), with the suggestion and the minimum marked."""
         import matplotlib.pyplot as plt
 
-        ax = plt.gca() if ax is None else ax
+        if ax is None:  # a figure of its own: plt.gca() would draw into whatever figure is open
+            _, ax = plt.subplots(figsize=(6, 4))
         ax.plot(self.learning_rates, self.smoothed_losses, label="smoothed loss")
         ax.axvline(self.min_loss_rate(), color="grey", linestyle=":", label=f"lowest loss at {self.min_loss_rate():.2g}")
         ax.axvline(self.suggestion(), color="tab:red", linestyle="--", label=f"suggestion {self.suggestion():.2g}")

@@ -91,8 +91,14 @@ def test_weights_and_optimizer_state_are_restored():
 def test_plot_marks_the_suggestion():
     x, y, critical = _regression()
     test = lr_range_test(_linear_model(), x, y, batch_size=len(x), min_lr=critical * 1e-3, max_lr=critical * 30, steps=30, smoothing=0.5)
+    import matplotlib.pyplot as plt
+
+    other = plt.figure()  # a figure another cell (or test) left open: the plot must not draw into it
+    plt.plot([0, 1], label="someone else's line")
     ax = test.plot()
+    assert ax.figure is not other and len(ax.get_lines()) == 3
     assert ax.get_xscale() == "log" and "suggestion" in ax.get_legend().get_texts()[2].get_text()
+    plt.close("all")
 
 
 def test_bad_arguments_and_schedules_are_refused():

@@ -129,6 +129,9 @@ def test_compare_table_plot_and_roundtrip(blobs, capsys):
     assert all(float(t).is_integer() for t in ax.get_xticks())  # epochs are whole numbers
     assert train.Comparison.from_dict(json.loads(json.dumps(comp.to_dict()))).results == comp.results
     assert repr(comp) == "Comparison(2 contenders × 2 seed(s): sgd 0.05, sgd 0.001)"
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_one_seed_prints_no_spread(blobs):
@@ -141,7 +144,11 @@ def test_one_seed_prints_no_spread(blobs):
 def test_plot_names_the_validation_set_when_it_was_used(with_validation):
     comp = train.compare({"m": make_model}, with_validation, RUN, seeds=[0], progress=False)
     assert comp.validation_source == "validation"
-    assert comp.plot("val_accuracy").get_ylabel() == "validation accuracy"
+    ax = comp.plot("val_accuracy")
+    assert ax.get_ylabel() == "validation accuracy"
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)
 
 
 def test_compare_caches_under_the_recipe_and_the_data(tmp_path, with_validation, capsys):
