@@ -68,8 +68,11 @@ class Experiment:
 E = Experiment  # short alias that keeps the tables below readable
 
 # Experiment name → sizes, one table per profile. The names are used by the notebooks:
-#   convnet         02  the lecture's MLP (101,770 params) and keras-io convnet (34,826)
-#   optimizers      03  SGD / momentum / Nesterov / RMSprop / Adam / AdamW on a small CNN
+#   convnet         02  the lecture's MLP (101,770 params) and keras-io convnet (34,826); the epoch kept is
+#                       chosen on `validation` images held out from the training set
+#   optimizers      03  SGD / momentum / Nesterov / RMSprop / Adam / AdamW on a small CNN, each at the rate
+#                       chosen by a range test (`range_steps` batches) and a validation sweep (`sweep_train`
+#                       images, `sweep_epochs`, rates = suggestion × `rate_factors`, scored on `validation`)
 #   init            04  training curves after each weight initialisation
 #   batchnorm       05  with / without batch normalisation at a high learning rate
 #   regularization  06  dropout, DropConnect, weight decay, early stopping
@@ -81,8 +84,8 @@ E = Experiment  # short alias that keeps the tables below readable
 #   transfer        09  pretrain on 8 classes → the 2 held-out ones from few images, vs scratch
 #   recipe          10  the fast, strong model
 _SMOKE = {
-    "convnet": E(2_000, 1_000, epochs=1, batch_size=128),
-    "optimizers": E(2_000, 1_000, epochs=2, batch_size=64, seeds=1),
+    "convnet": E(2_000, 1_000, epochs=2, batch_size=128, options={"validation": 500}),
+    "optimizers": E(1_000, 1_000, epochs=1, batch_size=64, seeds=1, options={"validation": 500, "range_steps": 40, "sweep_train": 1_000, "sweep_epochs": 1, "rate_factors": (1.0,)}),
     "init": E(2_000, 1_000, epochs=1, batch_size=64),
     "batchnorm": E(2_000, 1_000, epochs=1, batch_size=64),
     "regularization": E(1_000, 1_000, epochs=2, batch_size=64),
@@ -97,8 +100,8 @@ _SMOKE = {
 }
 
 _CPU = {
-    "convnet": E(None, None, epochs=5, batch_size=128),
-    "optimizers": E(10_000, 5_000, epochs=5, batch_size=64, seeds=3),
+    "convnet": E(30_000, None, epochs=6, batch_size=128, seeds=2, options={"validation": 6_000}),
+    "optimizers": E(10_000, 5_000, epochs=5, batch_size=64, seeds=2, options={"validation": 2_000, "range_steps": 180, "sweep_train": 4_000, "sweep_epochs": 2, "rate_factors": (1 / 3, 1.0, 3.0)}),
     "init": E(10_000, 5_000, epochs=5, batch_size=64),
     "batchnorm": E(10_000, 5_000, epochs=3, batch_size=64),
     "regularization": E(2_000, 3_000, epochs=15, batch_size=64),
@@ -113,8 +116,8 @@ _CPU = {
 }
 
 _GPU = {
-    "convnet": E(None, None, epochs=15, batch_size=128),
-    "optimizers": E(None, None, epochs=20, batch_size=128, seeds=5),
+    "convnet": E(None, None, epochs=15, batch_size=128, seeds=3, options={"validation": 6_000}),
+    "optimizers": E(None, None, epochs=20, batch_size=128, seeds=5, options={"validation": 5_000, "range_steps": 300, "sweep_train": 20_000, "sweep_epochs": 10, "rate_factors": (1 / 3, 1.0, 3.0)}),
     "init": E(None, None, epochs=10, batch_size=128),
     "batchnorm": E(None, None, epochs=10, batch_size=128),
     "regularization": E(None, None, epochs=40, batch_size=128),
