@@ -161,7 +161,8 @@ def estimate(notebook: str | Path, *, times: Mapping[str, Mapping[str, object]] 
 
     The cpu run's minutes beyond its smoke run are training; each experiment's share of them is
     its share of the cpu profile's work, scaled by its gpu/cpu work ratio and divided by
-    :func:`speedup`, but never below ``steps × STEP_SECONDS``. The smoke run's minutes (start-up,
+    :func:`speedup`, but never below ``steps × STEP_SECONDS`` nor below the experiment's own
+    time budget (``budget_minutes``: a run that trains for a fixed time). The smoke run's minutes (start-up,
     compilation, figures) are added once.
     """
     from cnncourse.course.course_map import measured_times
@@ -182,7 +183,7 @@ def estimate(notebook: str | Path, *, times: Mapping[str, Mapping[str, object]] 
         gpu = PROFILES["gpu"][n]
         n_steps = -(-(gpu.train_size or TRAIN_IMAGES) // gpu.batch_size) * gpu.epochs * gpu.seeds * _variants(gpu)
         scaled = train_cpu * cpu_work[n] / total * work(gpu) / cpu_work[n] / rate
-        training += max(scaled, n_steps * STEP_SECONDS / 60)
+        training += max(scaled, n_steps * STEP_SECONDS / 60, float(gpu.option("budget_minutes", 0)))
         steps += n_steps
     return Estimate(round(overhead + training, 2), overhead, training, steps, tuple(names))
 
