@@ -20,7 +20,7 @@ REPO ?=
 NB ?=
 GRADE_ARGS ?=
 
-.PHONY: setup course test unit notebooks lab student site grade bench data doctor clean
+.PHONY: setup course test unit notebooks lab student site grade bench gpu-check gpu-prepare data doctor clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ grade: $(STAMP)                    ## nbgrader's loop for one assignment: make g
 
 bench: $(STAMP)                    ## run the benchmarks, rewrite benchmarks/results/*.md
 	$(PY) -m cnncourse bench
+
+gpu-check:                         ## on a GPU: every notebook in the gpu profile (time budget) + benchmarks, Keras on JAX
+	PY=$(if $(wildcard $(PY)),$(PY),python3) scripts/gpu_check.sh
+
+gpu-prepare: $(STAMP)              ## wheels (.whl/) and datasets (.gpu-data/) for running gpu-check on a bare JAX machine
+	PY=$(PY) scripts/gpu_prepare.sh
 
 data: $(STAMP)                     ## download (where a network exists) and verify the datasets
 	$(PY) -m cnncourse data fetch

@@ -1,4 +1,4 @@
-"""``python -m cnncourse doctor | data | models | run | bench | student | site | grade``: the course's command line.
+"""``python -m cnncourse doctor | data | models | run | bench | student | site | gpu-check | grade``: the course's command line.
 
 Each subcommand lives in the module that owns the work (``cnncourse.data.cli`` and so on);
 this file only dispatches, so ``python -m cnncourse data where`` does not import Keras.
@@ -19,6 +19,7 @@ COMMANDS = {
     "bench": ("cnncourse.course.bench", "run the benchmarks in ./benchmarks (or --dir), rewrite their results/*.md"),
     "student": ("cnncourse.course.student", "write student/ copies of the notebooks: solutions cleared, outputs removed"),
     "site": ("cnncourse.course.site", "build the course book (Sphinx) from the notebooks' stored outputs in build/site/"),
+    "gpu-check": ("cnncourse.course.gpu_check", "run every notebook in the gpu profile on a GPU within a time budget; record the times"),
     "grade": ("cnncourse.course.grading", "run nbgrader's loop for one assignment in grading/: release, autograde, feedback"),
 }
 

@@ -3,8 +3,10 @@
 One table serves three readers: notebook 00 shows it, the README's notebook map is generated
 from it, and the course runner can compare a run's wall time with it. Run times are
 recorded per profile; a time is ``measured`` only when the course runner ran the notebook in
-that profile and recorded it (``results/timings.json``, with the machine and its load),
-otherwise it is the time budget the notebook is designed to (an estimate) or unknown. Nothing here is imported by Keras code.
+that profile and recorded it (``results/timings.json``, with the machine and its load);
+otherwise a ``gpu`` time is an estimate scaled from the measured ``cpu`` time
+(:mod:`cnncourse.course.gpu_check`), and a ``smoke``/``cpu`` time the budget the notebook is
+designed to. Nothing here is imported by Keras code.
 """
 
 from __future__ import annotations
@@ -26,23 +28,39 @@ class RunTime:
     minutes: float | None
     measured: bool = False
     where: str = ""  # the machine a measured time comes from
+    estimated: bool = False  # scaled from measured times by a model, not a design budget
 
     def __post_init__(self) -> None:
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be positive or None, got {self.minutes!r}")
         if self.measured and (self.minutes is None or not self.where):
             raise ValueError("a measured time needs minutes and the machine it was measured on (where=...)")
+        if self.estimated and (self.measured or self.minutes is None):
+            raise ValueError("an estimated time has minutes and is not measured")
 
     def __str__(self) -> str:
         if self.minutes is None:
             return "not measured"
         value = f"{self.minutes:.1f}" if self.minutes < 10 else f"{self.minutes:.0f}"
-        return f"{value} (measured)" if self.measured else f"≤{value} (estimate)"
+        if self.measured:
+            return f"{value} (measured)"
+        return f"≈{value} (estimate)" if self.estimated else f"≤{value} (budget)"
 
 
 def _budget() -> dict[str, RunTime]:
     """The design budget every notebook is built to: ~1 min smoke, ≤10 min cpu (2 cores)."""
     return {"smoke": RunTime(1.0), "cpu": RunTime(10.0), "gpu": RunTime(None)}
+
+
+def _gpu_estimate(filename: str) -> RunTime:
+    """Until a GPU run is recorded: the estimate of :mod:`cnncourse.course.gpu_check`."""
+    from cnncourse.course.gpu_check import estimate
+
+    try:
+        found = estimate(filename)
+    except ValueError:  # no CPU throughput table to scale from
+        found = None
+    return RunTime(None) if found is None else RunTime(max(found.minutes, 0.1), estimated=True)
 
 
 TIMINGS_FILE = NOTEBOOK_DIR.parent / "results" / "timings.json"
@@ -95,6 +113,7 @@ class NotebookInfo:
     def minutes(self) -> Mapping[str, RunTime]:
         """Minutes per profile: the recorded time where there is one, else the design budget."""
         times = _budget()
+        times["gpu"] = _gpu_estimate(self.filename)
         for name, rows in measured_times().items():
             if self.filename in rows:
                 times[name] = rows[self.filename]

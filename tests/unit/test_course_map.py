@@ -21,8 +21,11 @@ def test_map_covers_notebooks_00_to_10_in_order_with_forward_prerequisites():
 
 def test_run_times_say_whether_they_were_measured():
     assert str(RunTime(0.6, True, "2 CPU cores")) == "0.6 (measured)"
-    assert str(RunTime(10.0)) == "≤10 (estimate)"
+    assert str(RunTime(10.0)) == "≤10 (budget)"
+    assert str(RunTime(3.25, estimated=True)) == "≈3.2 (estimate)"
     assert str(RunTime(None)) == "not measured"
+    with pytest.raises(ValueError, match="estimated"):
+        RunTime(1.0, True, "2 CPU cores", estimated=True)
     with pytest.raises(ValueError, match="where="):
         RunTime(1.0, measured=True)
     with pytest.raises(ValueError, match="positive"):
@@ -36,10 +39,24 @@ def test_measured_times_come_from_the_runner_record(tmp_path, monkeypatch):
     monkeypatch.setattr(course_map, "TIMINGS_FILE", record)
     assert course_map.measured_times() == {"cpu": {"00_start_here.ipynb": RunTime(2.345, True, "2 CPU cores, load 1.0, 2026-11-29")}}
     nb = course_map.notebook(0)
-    assert str(nb.minutes["cpu"]) == "2.3 (measured)" and str(nb.minutes["smoke"]) == "≤1.0 (estimate)"
+    assert str(nb.minutes["cpu"]) == "2.3 (measured)" and str(nb.minutes["smoke"]) == "≤1.0 (budget)"
     record.write_text("not json")
     assert course_map.measured_times() == {}
-    assert str(NotebookInfo(99, "x", "X", ("t",)).minutes["cpu"]) == "≤10 (estimate)"
+    assert str(NotebookInfo(99, "x", "X", ("t",)).minutes["cpu"]) == "≤10 (budget)"
+
+
+def test_gpu_times_are_estimates_until_a_gpu_run_is_recorded(tmp_path, monkeypatch):
+    record = tmp_path / "timings.json"
+    row = '{"minutes": %s, "machine": "m", "date": "2026-11-29", "backend": "jax"}'
+    record.write_text('{"smoke": {"08_depth_and_residuals.ipynb": %s}, "cpu": {"08_depth_and_residuals.ipynb": %s}}'
+                      % (row % 1.5, row % 10.0))
+    monkeypatch.setattr(course_map, "TIMINGS_FILE", record)
+    nb = course_map.notebook(8)
+    assert nb.minutes["gpu"].estimated and str(nb.minutes["gpu"]).endswith("(estimate)")
+    assert str(course_map.notebook(99 % 11).minutes["gpu"]) == "not measured"  # 00: no cpu time in this record
+    record.write_text('{"gpu": {"08_depth_and_residuals.ipynb": %s}, "cpu": {"08_depth_and_residuals.ipynb": %s}}'
+                      % (row % 2.0, row % 10.0))
+    assert str(nb.minutes["gpu"]) == "2.0 (measured)"
 
 
 def test_markdown_table_has_a_row_per_notebook_and_rejects_unknown_profiles():
