@@ -25,6 +25,9 @@ def test_dry_run_keeps_batch_size_and_model_options_and_shrinks_the_counts():
     for key in ("inception_width", "alexnet_width", "alexnet_lrn"):
         assert ablation.option(key) == GPU["ablation"].option(key)
     assert dry_run(GPU["inside"]).option("ascent_steps") == 2
+    optimizers = dry_run(GPU["optimizers"])
+    assert (optimizers.option("sweep_train"), optimizers.option("validation")) == (2 * optimizers.batch_size, optimizers.batch_size)
+    assert optimizers.option("rate_factors") == GPU["optimizers"].option("rate_factors")
     assert dry_run(GPU["architectures"]).option("models") == GPU["architectures"].option("models")
     profile = gpu_check.dry_profile("gpu")
     assert profile.name == "gpu-dry" and set(profile.experiments) == set(GPU.experiments)
