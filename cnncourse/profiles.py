@@ -80,7 +80,8 @@ E = Experiment  # short alias that keeps the tables below readable
 #   memorization    06  the same network on true vs random labels
 #   architectures   07  every family's small-input form, one shared recipe
 #   degradation     08  plain vs residual networks at two depths
-#   inside          09  the network the notebook looks inside
+#   inside          09  the network the notebook looks inside; where_*: the scene classifier whose maps are
+#                       checked against known object places (scenes, epochs, scenes checked)
 #   transfer        09  pretrain on 8 classes → the 2 held-out ones from few images, vs scratch
 #   recipe          10  the fast, strong model
 _SMOKE = {
@@ -93,7 +94,7 @@ _SMOKE = {
     "memorization": E(500, 500, epochs=5, batch_size=50),
     "architectures": E(256, 500, epochs=1, batch_size=64, options={"models": ("lenet5", "alexnet_small", "vgg11_small")}),
     "degradation": E(1_000, 200, epochs=2, batch_size=64, options={"depths": (8, 14)}),
-    "inside": E(3_000, 1_000, epochs=1, batch_size=64, options={"ascent_steps": 30, "embed_points": 400}),
+    "inside": E(3_000, 1_000, epochs=1, batch_size=64, options={"ascent_steps": 30, "embed_points": 400, "where_train": 3_000, "where_epochs": 3, "where_check": 12}),
     "transfer": E(20, 500, epochs=5, batch_size=10, seeds=2),
     "recipe": E(2_000, 1_000, epochs=1, batch_size=128, seeds=1, options={"budget_minutes": 1, "target": 0.93, "ablation_train": 1_024, "ablation_test": 500, "ablation_epochs": 1, "ingredients": ("label smoothing", "test-time flip"), "ensemble": 2, "dist_train": 512, "dist_test": 500, "dist_epochs": 1}),
     "exercises": E(1_000, 500, epochs=1, batch_size=64, seeds=1),
@@ -107,9 +108,9 @@ _CPU = {
     "regularization": E(2_000, 3_000, epochs=15, batch_size=64),
     "ablation": E(5_000, 2_000, epochs=6, batch_size=64, seeds=2, options={"inception_width": 0.125, "alexnet_width": 0.5, "alexnet_lrn": False}),
     "memorization": E(1_000, 2_000, epochs=60, batch_size=50),
-    "architectures": E(6_000, 3_000, epochs=3, batch_size=64, options={"models": ("lenet5", "alexnet_small", "vgg11_small", "nin_small", "googlenet_small", "resnet18_small")}),
-    "degradation": E(2_000, 500, epochs=6, batch_size=64, options={"depths": (20, 44)}),
-    "inside": E(30_000, 5_000, epochs=3, batch_size=128, options={"ascent_steps": 100, "embed_points": 1000}),
+    "architectures": E(5_000, 2_000, epochs=3, batch_size=64, seeds=2, options={"models": ("lenet5", "alexnet_small", "vgg11_small", "nin_small", "googlenet_small", "resnet18_small")}),
+    "degradation": E(2_000, 500, epochs=6, batch_size=64, seeds=2, options={"depths": (20, 44)}),
+    "inside": E(30_000, 5_000, epochs=3, batch_size=128, options={"ascent_steps": 100, "embed_points": 1000, "where_train": 10_000, "where_epochs": 4, "where_check": 40}),
     "transfer": E(20, 2_000, epochs=30, batch_size=10, seeds=5),
     "recipe": E(None, None, epochs=10, batch_size=256, seeds=1, options={"budget_minutes": 10, "target": 0.93, "ablation_train": 10_000, "ablation_test": 5_000, "ablation_epochs": 3, "ingredients": None, "ensemble": 3, "dist_train": 6_000, "dist_test": 2_000, "dist_epochs": 2}),
     "exercises": E(3_000, 1_000, epochs=2, batch_size=64, seeds=1),
@@ -123,9 +124,9 @@ _GPU = {
     "regularization": E(None, None, epochs=40, batch_size=128),
     "ablation": E(None, None, epochs=40, batch_size=128, seeds=3, options={"inception_width": 1.0, "alexnet_width": 1.0, "alexnet_lrn": True}),
     "memorization": E(10_000, 10_000, epochs=100, batch_size=128),
-    "architectures": E(None, None, epochs=10, batch_size=128, options={"models": ("lenet5", "alexnet_small", "zfnet_small", "vgg11_small", "vgg16_small", "nin_small", "googlenet_small", "resnet18_small")}),
-    "degradation": E(None, None, epochs=60, batch_size=128, options={"depths": (20, 56)}),
-    "inside": E(None, None, epochs=10, batch_size=128, options={"ascent_steps": 200, "embed_points": 2000}),
+    "architectures": E(None, None, epochs=10, batch_size=128, seeds=2, options={"models": ("lenet5", "alexnet_small", "zfnet_small", "vgg11_small", "vgg16_small", "nin_small", "googlenet_small", "resnet18_small")}),
+    "degradation": E(None, None, epochs=60, batch_size=128, seeds=2, options={"depths": (20, 56)}),
+    "inside": E(None, None, epochs=10, batch_size=128, options={"ascent_steps": 200, "embed_points": 2000, "where_train": 60_000, "where_epochs": 10, "where_check": 200}),
     "transfer": E(20, None, epochs=30, batch_size=10, seeds=10),
     "recipe": E(None, None, epochs=20, batch_size=512, seeds=3, options={"budget_minutes": 2, "target": 0.95, "ablation_train": 60_000, "ablation_test": 10_000, "ablation_epochs": 10, "ingredients": None, "ensemble": 3, "dist_train": 60_000, "dist_test": 10_000, "dist_epochs": 5}),
     "exercises": E(10_000, 2_000, epochs=3, batch_size=128, seeds=1),

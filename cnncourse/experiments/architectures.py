@@ -209,7 +209,11 @@ class ArchitectureResults:
     profile: str = ""
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per model: test accuracy, d2l anchor, params, MACs, time, images/s, device."""
+        """One row per model: test accuracy (mean and spread over seeds), d2l anchor, params, MACs, time, images/s, device.
+
+        ``"± std"`` is the sample standard deviation over seeds, or ``"n/a (1 seed)"``: one run
+        has no spread, and printing 0 would claim one.
+        """
         out = []
         for label in self.comparison.labels:
             runs = self.comparison.results[label]
@@ -217,6 +221,8 @@ class ArchitectureResults:
                 {
                     "name": label,
                     "test accuracy": round(self.comparison.mean(label), 4),
+                    "± std": round(self.comparison.std(label), 4) if len(runs) > 1 else "n/a (1 seed)",
+                    "seeds": len(runs),
                     "d2l (GPU, 10 ep.)": D2L_ANCHORS.get(label),
                     "params": runs[0].params,
                     "macs": self.macs[label],
@@ -228,7 +234,8 @@ class ArchitectureResults:
         return out
 
     def table(self) -> Table:
-        columns = ("name", "test accuracy", "d2l (GPU, 10 ep.)", "params", "macs", "train s", "images/s", "device")
+        columns = ("name", "test accuracy", "± std", "seeds", "d2l (GPU, 10 ep.)", "params", "macs", "train s", "images/s",
+                   "device")
         title = f"{self.key['dataset']} · {self.key['sizes']['epochs']} epochs · profile {self.profile}"
         return Table(columns=columns, rows=self.rows(), totals={}, title=title)
 

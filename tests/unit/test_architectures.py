@@ -112,6 +112,7 @@ def test_run_architectures_trains_caches_and_reuses(tmp_path, capsys):
     assert row["name"] == "lenet5" and row["params"] == 61_706 and row["macs"] == 416_520
     assert row["d2l (GPU, 10 ep.)"] == D2L_ANCHORS["lenet5"]
     assert 0.0 <= row["test accuracy"] <= 1.0 and row["images/s"] > 0
+    assert row["± std"] == "n/a (1 seed)" and row["seeds"] == 1  # one seed has no spread, never "± 0"
     entry = json.loads(path.read_text())["entries"]["architectures"]
     assert entry["key"]["config"]["recipe"]["learning_rate"] == recipe.learning_rate
     assert entry["key"]["fingerprint"] == split.fingerprint
@@ -164,3 +165,13 @@ def test_build_trainable_sets_the_recipes_batch_norm_momentum_everywhere():
     model.train_on_batch(x, np.arange(16) % 10)
     after = keras.ops.convert_to_numpy(first.moving_mean)
     assert np.abs(after - before).max() > 0
+
+
+def test_two_seeds_give_the_table_a_spread(tmp_path):
+    run = Experiment(64, 32, epochs=1, batch_size=32, seeds=2)
+    results = architectures.run_architectures(["lenet5"], _Split(), run, Recipe(flip=False, shift=0), profile="test",
+                                              path=tmp_path / "arch.json", progress=False)
+    row = results.rows()[0]
+    accuracies = [r.test_accuracy for r in results.comparison.results["lenet5"]]
+    assert row["seeds"] == 2 and row["± std"] == round(float(np.std(accuracies, ddof=1)), 4)
+    assert "± std" in str(results.table())
