@@ -13,6 +13,7 @@ grid as a benchmark and records it per device.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import statistics
@@ -130,6 +131,33 @@ class StepTiming:
         return {**dataclasses.asdict(self), "images_per_second": self.images_per_second}
 
 
+@contextlib.contextmanager
+def _xla_allowed():
+    """Pause TensorFlow's op determinism while timing: Keras refuses XLA on TensorFlow while it is on.
+
+    ``cnncourse.setup`` turns op determinism on so that runs repeat exactly, and Keras'
+    ``Model.compile`` then quietly sets ``jit_compile=False`` on TensorFlow (not every op has a
+    deterministic XLA kernel). Timing needs the XLA setting it asked for, not reproducible
+    bits, so the grid runs with determinism off and turns it back on afterwards. A no-op on
+    other backends.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    from tensorflow.python.framework import config as tf_config
+
+    was_on = tf_config.is_op_determinism_enabled()
+    if was_on:
+        tf_config.disable_op_determinism()
+    try:
+        yield
+    finally:
+        if was_on:
+            tf_config.enable_op_determinism()
+
+
 def _prepared(build, x, y, dtype_policy, jit_compile, loss, optimizer, seed):
     """A compiled model that has taken its first (tracing, compiling) step: ``(model, seconds, loss)``."""
     import keras
@@ -145,6 +173,9 @@ def _prepared(build, x, y, dtype_policy, jit_compile, loss, optimizer, seed):
         keras.config.set_dtype_policy(before)
     model.compile(optimizer=(optimizer or (lambda: keras.optimizers.SGD(0.05, momentum=0.9)))(), loss=loss,
                   jit_compile=jit_compile)
+    if bool(model.jit_compile) != jit_compile:  # Keras turns XLA off for layers or settings that do not support it
+        raise ValueError(f"asked for jit_compile={jit_compile} but Keras compiled with {model.jit_compile} "
+                         "(a layer without XLA support, or TensorFlow's op determinism on)")
     start = time.perf_counter()
     first = float(model.train_on_batch(x, y))
     return model, time.perf_counter() - start, first
@@ -186,12 +217,13 @@ def step_timing(
     """
     _check_batch(x, y)
     steps = checks.positive_int("steps", steps)
-    model, first_seconds, first = _prepared(build, x, y, dtype_policy, jit_compile, loss, optimizer, seed)
-    times, last = [], first
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        last = float(model.train_on_batch(x, y))
-        times.append(time.perf_counter() - t0)
+    with _xla_allowed():
+        model, first_seconds, first = _prepared(build, x, y, dtype_policy, jit_compile, loss, optimizer, seed)
+        times, last = [], first
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            last = float(model.train_on_batch(x, y))
+            times.append(time.perf_counter() - t0)
     return _timing(model, x, first_seconds, first, times, last)
 
 
@@ -215,7 +247,8 @@ def grid(
     step of every model in turn, so a machine that gets busier or quieter halfway (a shared
     one) slows every setting alike instead of the ones timed last. ``eager_steps`` (default
     ``steps``) caps the timed steps without XLA on JAX, where Keras then runs every operation of
-    the step on its own, often ten times slower.
+    the step on its own, often ten times slower. On TensorFlow the grid runs with op determinism
+    paused (see :func:`_xla_allowed`): with it on, Keras would quietly drop XLA.
     """
     import keras
 
@@ -224,6 +257,20 @@ def grid(
     eager_steps = steps if eager_steps is None else checks.positive_int("eager_steps", eager_steps)
     keras.backend.clear_session()
     settings = [(p, j) for p in policies for j in jit]
+    with _xla_allowed():
+        prepared = _interleaved(build, x, y, settings, steps, eager_steps, loss, optimizer, seed, progress)
+    rows = [_timing(model, x, first_seconds, first, times, last)
+            for model, first_seconds, first, times, last, _ in prepared]
+    if progress:
+        for r in rows:
+            print(f"{r.dtype_policy:<15} XLA {'on ' if r.jit_compile else 'off'}: {1000 * r.seconds_per_step:7.1f} "
+                  f"ms/step ({r.images_per_second:,.0f} images/s) over {r.steps} steps", flush=True)
+    return rows
+
+
+def _interleaved(build, x, y, settings, steps, eager_steps, loss, optimizer, seed, progress) -> list[list]:
+    import keras
+
     prepared = []
     for policy, compiled in settings:
         model, first_seconds, first = _prepared(build, x, y, policy, compiled, loss, optimizer, seed)
@@ -239,13 +286,7 @@ def grid(
                 t0 = time.perf_counter()
                 entry[4] = float(model.train_on_batch(x, y))
                 times.append(time.perf_counter() - t0)
-    rows = [_timing(model, x, first_seconds, first, times, last)
-            for model, first_seconds, first, times, last, _ in prepared]
-    if progress:
-        for r in rows:
-            print(f"{r.dtype_policy:<15} XLA {'on ' if r.jit_compile else 'off'}: {1000 * r.seconds_per_step:7.1f} "
-                  f"ms/step ({r.images_per_second:,.0f} images/s) over {r.steps} steps", flush=True)
-    return rows
+    return prepared
 
 
 def grid_table(rows: Sequence[StepTiming]) -> str:

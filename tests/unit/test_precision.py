@@ -80,6 +80,22 @@ def test_the_grid_covers_every_setting_and_caps_eager_jax_steps():
     assert len(table) == 6 and "| 1.00 |" in table[2]  # float32 without XLA is the unit
 
 
+def test_xla_is_timed_even_where_the_course_turned_on_tensorflow_determinism():
+    """cnncourse.setup() enables TensorFlow's op determinism, and Keras then quietly drops jit_compile=True."""
+    if keras.backend.backend() == "tensorflow":
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.enable_op_determinism()
+    try:
+        rows = precision.grid(_build, X, Y, policies=("float32",), jit=(True,), steps=1)
+        assert [r.jit_compile for r in rows] == [True]
+        if keras.backend.backend() == "tensorflow":
+            assert tf_config.is_op_determinism_enabled()  # restored afterwards
+    finally:
+        if keras.backend.backend() == "tensorflow":
+            tf_config.disable_op_determinism()
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="dtype_policy"):
         precision.step_timing(_build, X, Y, dtype_policy="float64")
@@ -87,3 +103,21 @@ def test_bad_arguments_are_refused():
         precision.step_timing(_build, X, Y, steps=0)
     with pytest.raises(ValueError, match="same length|non-empty"):
         precision.step_timing(_build, X, Y[:3])
+
+
+@pytest.mark.slow
+def test_the_benchmark_prints_the_grid_of_the_recipe_network():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "precision.py"
+    proc = subprocess.run([sys.executable, str(script), "--batch", "16", "--steps", "1", "--eager-steps", "1",
+                           "--width", "4"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| float32") or line.startswith("| mixed")]
+    assert [r.split("|")[1].strip() for r in rows] == ["float32", "float32", "mixed_bfloat16", "mixed_bfloat16"]
+    assert "acceleration()` picks here: float32" in proc.stdout
+    bad = subprocess.run([sys.executable, str(script), "--policies", "float64"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "float64" in bad.stderr
