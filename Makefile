@@ -5,8 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cnncourse-installed
-# Unit tests run once per Keras backend; notebooks run on TensorFlow in the smoke profile.
+# A second environment with JAX alone (TensorFlow absent, as on many GPU machines): `make test`
+# runs the smoke course there too, and the unit tests whose outcome can depend on the backend.
+VENV_JAX  := .venv-jax
+PY_JAX    := $(VENV_JAX)/bin/python
+STAMP_JAX := $(VENV_JAX)/.cnncourse-installed
+# Unit tests and smoke notebooks run on TensorFlow (.venv) and on JAX without TensorFlow (.venv-jax).
 PYTEST := $(PY) -m pytest -q
+PYTEST_JAX := $(PY_JAX) -m pytest -q
 # extra pytest arguments for `make test`, e.g. TEST_ARGS='-m "not browser"' skips the browser test
 TEST_ARGS ?=
 # `make lab LAB_DIR=student` serves the student copies; LAB_ARGS e.g. --ip=0.0.0.0 for a classroom
@@ -20,7 +26,7 @@ REPO ?=
 NB ?=
 GRADE_ARGS ?=
 
-.PHONY: setup course test unit notebooks lab student site grade bench gpu-check gpu-prepare data doctor clean
+.PHONY: setup setup-jax course test unit notebooks lab student site grade bench gpu-check gpu-prepare data doctor clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,13 +36,26 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)                    ## create .venv and install the course
 
+$(STAMP_JAX): pyproject.toml
+	@test -x $(PY_JAX) || $(PYTHON) -m venv $(VENV_JAX)
+	$(PY_JAX) -m pip install -q --upgrade pip
+	$(PY_JAX) -m pip install -q -e ".[jax,test]"
+	@touch $(STAMP_JAX)
+
+setup-jax: $(STAMP_JAX)            ## create .venv-jax: the course on JAX with TensorFlow absent
+
 course: $(STAMP)                   ## run every notebook in the active profile, write build/
 	$(PY) -m cnncourse doctor
 	$(PY) -m cnncourse run
 
-test: $(STAMP)                     ## unit tests (TensorFlow, then JAX) + browser test + notebook tests (smoke)
-	KERAS_BACKEND=jax $(PYTEST) -n 2 tests/unit -m "not tf_only"
+# TensorFlow's environment runs every unit test, the browser tests and the smoke notebooks; the
+# JAX-only one first proves TensorFlow is absent, then runs the unit tests that can depend on the
+# backend (conftest.py marks the others backend_neutral) and the whole smoke course again.
+test: $(STAMP) $(STAMP_JAX)        ## unit + browser + smoke notebook tests on TensorFlow, then on JAX without TensorFlow
 	$(PYTEST) -n 2 --dist loadfile --nbval-lax $(TEST_ARGS) tests notebooks
+	@$(PY_JAX) -c 'import importlib.util as u, sys; sys.exit("TensorFlow is installed in $(VENV_JAX): it must not be" if u.find_spec("tensorflow") else 0)'
+	$(PYTEST_JAX) -n 2 tests/unit -m "not tf_only and not backend_neutral"
+	$(PYTEST_JAX) -n 2 --dist loadfile --nbval-lax notebooks
 
 unit: $(STAMP)
 	$(PYTEST) tests/unit

@@ -14,13 +14,14 @@ import platform
 import random
 
 from cnncourse import checks
-from cnncourse.backend import choose_backend, deterministic_xla, gpu_hint, gpu_names, quiet_start
+from cnncourse.backend import choose_backend, deterministic_xla, gpu_hint, gpu_names, jax_compilation_cache, quiet_start
 from cnncourse.profiles import ENV_VAR, Experiment, Profile, profile
 
 choose_backend()  # before Keras is imported: an installed backend where TensorFlow is absent
 quiet_start()  # before anything imports TensorFlow: its start-up log lines are noise in a notebook
 if os.environ.get("CNNCOURSE_DETERMINISTIC", "1") != "0":
     deterministic_xla()  # JAX reads XLA_FLAGS once, at start-up; benchmarks set CNNCOURSE_DETERMINISTIC=0
+jax_compilation_cache()  # JAX compiles each XLA program once, not once per model and run
 
 __version__ = "0.1.0"
 __all__ = ["Experiment", "Profile", "__version__", "device_description", "environment_line", "profile", "setup"]

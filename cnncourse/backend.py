@@ -19,13 +19,15 @@ an error at ``TF_CPP_MIN_LOG_LEVEL`` < 3 still reaches the user when they lower 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.abc
 import importlib.machinery
 import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["choose_backend", "device_kind", "gpu_hint", "gpu_names", "installed_backends", "quiet_start",
+__all__ = ["Acceleration", "acceleration", "choose_backend", "deterministic_xla", "device_kind", "gpu_hint",
+           "gpu_names", "installed_backends", "jax_compilation_cache", "nvidia_gpu_count", "quiet_start",
            "silenced_stderr"]
 
 LOG_LEVEL_VAR = "TF_CPP_MIN_LOG_LEVEL"
@@ -191,6 +193,142 @@ def _nvidia_gpu_present() -> bool:
     return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
 
 
+NVIDIA_GPUS_DIR = "/proc/driver/nvidia/gpus"
+
+
+def nvidia_gpu_count() -> int:
+    """How many NVIDIA GPUs a CUDA program started now could use, without importing any backend.
+
+    The driver lists one folder per GPU in ``/proc/driver/nvidia/gpus``; ``$CUDA_VISIBLE_DEVICES``
+    (a comma-separated list; empty hides them all) narrows that, as it does for every CUDA
+    program. A parent process uses this to plan work for child processes of *other* backends
+    (:mod:`cnncourse.experiments.distribute`) before any of them starts.
+    """
+    try:
+        found = len([entry for entry in os.listdir(NVIDIA_GPUS_DIR) if not entry.startswith(".")])
+    except OSError:
+        return 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return found
+    chosen = [v for v in (part.strip() for part in visible.split(",")) if v and v != "-1"]
+    return min(found, len(chosen))
+
+
+PRECISION_VAR = "CNNCOURSE_PRECISION"
+JIT_VAR = "CNNCOURSE_JIT_COMPILE"
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Acceleration:
+    """The numeric precision and compilation a training run should use on this device, and why.
+
+    ``dtype_policy`` is a Keras dtype policy name: ``"float32"``, or ``"mixed_bfloat16"`` /
+    ``"mixed_float16"`` (layers compute in 16 bits and keep float32 weights; with float16 Keras'
+    ``compile`` adds loss scaling). ``jit_compile`` is what to pass to ``Model.compile``.
+    """
+
+    dtype_policy: str
+    jit_compile: bool
+    device: str
+    reason: str
+
+    def __str__(self) -> str:
+        jit = "XLA-compiled steps" if self.jit_compile else "no XLA"
+        return f"{self.dtype_policy} + {jit} on {self.device}: {self.reason}"
+
+
+def _gpu_compute_capability() -> tuple[int, int] | None:
+    """The first GPU's CUDA compute capability as the backend reports it (``None`` if unknown)."""
+    import keras
+
+    try:
+        if keras.backend.backend() == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            value = getattr(gpus[0], "compute_capability", None) if gpus else None
+            if value:
+                major, minor = str(value).split(".")[:2]
+                return int(major), int(minor)
+        elif keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                value = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+                if value:
+                    return int(value[0]), int(value[1])
+        elif keras.backend.backend() == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return tuple(torch.cuda.get_device_capability(0))
+    except (ImportError, IndexError, ValueError, TypeError, RuntimeError):
+        return None
+    return None
+
+
+def _flag(name: str) -> bool | None:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"${name} must be 1 or 0 (true/false), got {os.environ[name]!r}")
+
+
+def acceleration() -> Acceleration:
+    """Mixed precision and XLA for the device Keras computes on (what the fast recipes use).
+
+    * **A GPU**: ``mixed_bfloat16`` where the GPU has bfloat16 tensor cores (compute capability
+      8.0 and up: A100, L4, H100, RTX 30xx/40xx), else ``mixed_float16`` (V100, T4: float16
+      tensor cores; float16's narrow range needs loss scaling, which Keras' ``compile`` adds);
+      and XLA, which fuses the step's small operations into few kernels.
+    * **A CPU**: ``float32``, the precision every result and band of the course was measured
+      in. Whether 16 bits pay on a CPU depends on its instructions and the backend's kernels
+      (bfloat16 dot products need AVX512_BF16 or AMX; without them each bfloat16 operation is a
+      conversion to float32 and back), so it is measured, in notebook 10, not assumed. XLA on
+      JAX (Keras compiles every JAX step; op by op it is several times slower) but not on
+      TensorFlow, whose XLA CPU path ran the course's small convnets 2-3× slower than its
+      default kernels.
+
+    ``$CNNCOURSE_PRECISION`` (one of :data:`POLICIES`) and ``$CNNCOURSE_JIT_COMPILE`` (1/0)
+    override the choice; the tests use them to run the GPU settings on a CPU.
+    """
+    import keras
+
+    names = gpu_names()
+    device = "+".join(names) if names else "cpu"
+    backend = keras.backend.backend()
+    if names:
+        capability = _gpu_compute_capability()
+        if capability is None or capability >= (8, 0):
+            policy, why = "mixed_bfloat16", "bfloat16 tensor cores, float32's range, no loss scaling needed"
+        else:
+            policy, why = "mixed_float16", (f"compute capability {capability[0]}.{capability[1]} has float16 but no "
+                                            "bfloat16 tensor cores; Keras adds loss scaling")
+        jit, why_jit = backend != "torch", "XLA fuses each step"
+    else:
+        policy, why = "float32", "on a CPU the course keeps float32, the precision its results were measured in"
+        jit = backend == "jax"
+        why_jit = "Keras compiles every JAX step with XLA" if jit else "XLA slowed TensorFlow's CPU kernels here"
+    reason = f"{why}; {why_jit}"
+    chosen = os.environ.get(PRECISION_VAR, "").strip()
+    if chosen:
+        if chosen not in POLICIES:
+            raise ValueError(f"${PRECISION_VAR} must be one of {', '.join(POLICIES)}, got {chosen!r}")
+        policy, reason = chosen, f"set by ${PRECISION_VAR}"
+    forced = _flag(JIT_VAR)
+    if forced is not None:
+        jit = forced
+        reason += f"; XLA set by ${JIT_VAR}"
+    return Acceleration(policy, jit, device, reason)
+
+
 def gpu_hint(backend: str, backend_sees_gpu: bool) -> str | None:
     """How to get the backend's GPU build, when the machine has a GPU the backend cannot see."""
     if backend_sees_gpu or not _nvidia_gpu_present():
@@ -202,6 +340,43 @@ def gpu_hint(backend: str, backend_sees_gpu: bool) -> str | None:
     }
     fix = fixes.get(backend, "install the backend's GPU build")
     return f"this machine has an NVIDIA GPU but {backend} sees none (a CPU-only build?): {fix}"
+
+
+JAX_CACHE_VAR = "CNNCOURSE_JAX_CACHE"
+
+
+def jax_compilation_cache() -> str | None:
+    """Keep JAX's compiled XLA programs on disk, so a program is compiled once, not once per model.
+
+    On JAX, Keras compiles every training, evaluation and prediction step with XLA, and each
+    new model is a new program to compile even when an identical one was compiled a moment
+    ago: a notebook that trains the same network with two optimizers or seeds, or with the
+    same layer shapes as another notebook, compiles it again (on 2 CPU cores a small convnet's
+    train step takes 5-15 s, each weight initializer 1-3 s). JAX's persistent cache finds a
+    program by a fingerprint of its XLA code, so every repeat is read back instead; a second
+    run of a notebook is several times faster, and within one run identical programs are
+    compiled once. Sets JAX's own variables unless the user set them: the folder
+    (``$CNNCOURSE_JAX_CACHE``, default ``~/.cache/cnncourse/jax``; ``0`` turns caching off),
+    entries from 0.5 s of compile time and, where the ``filelock`` package is installed (JAX needs
+    it to evict), at most 2 GB, least recently used entries going first. Returns the folder, or
+    ``None`` when off. Must run before JAX is imported.
+    """
+    chosen = os.environ.get(JAX_CACHE_VAR, "").strip()
+    if chosen == "0":
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    from pathlib import Path
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = str(Path(chosen).expanduser() if chosen else base / "cnncourse" / "jax")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    import importlib.util
+
+    if importlib.util.find_spec("filelock") is not None:  # without it JAX warns at every read of a capped cache
+        os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))
+    return folder
 
 
 def deterministic_xla() -> None:
