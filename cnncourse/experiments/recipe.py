@@ -223,6 +223,15 @@ def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[np.asarray(y).reshape(-1)]
 
 
+def acceleration():
+    """Precision and XLA for this device (:func:`cnncourse.backend.acceleration`): on a GPU mixed
+    16-bit precision and XLA; on a CPU float32, XLA on JAX only (op by op JAX is several times
+    slower; TensorFlow's default CPU kernels beat its XLA path on these small networks)."""
+    from cnncourse.backend import acceleration as chosen
+
+    return chosen()
+
+
 def on_gpu() -> bool:
     from cnncourse.profiles import gpu_available
 
@@ -250,7 +259,7 @@ def compile_model(recipe: Recipe, model: keras.Model, total_steps: int) -> keras
         optimizer=make_optimizer(recipe, total_steps),
         loss=make_loss(recipe),
         metrics=["accuracy"],
-        jit_compile="auto" if on_gpu() else False,
+        jit_compile=acceleration().jit_compile,
     )
     return model
 
@@ -293,7 +302,8 @@ def train(
     if fresh:
         keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    dtype = "mixed_bfloat16" if on_gpu() else None
+    policy = acceleration().dtype_policy
+    dtype = None if policy == "float32" else policy
     model = build_model(recipe, split.x_train.shape[1:], int(split.num_classes), dtype=dtype)
     compile_model(recipe, model, run.epochs * steps_per_epoch(len(split.x_train), run.batch_size))
     inputs = pipeline(split.x_train, one_hot(split.y_train, split.num_classes), run.batch_size,

@@ -206,7 +206,9 @@ def test_gpu_degradation_networks_train_one_step(tiny):
 def test_gpu_recipe_trains_one_step_in_mixed_precision(tiny, monkeypatch):
     from cnncourse.experiments import recipe
 
-    monkeypatch.setattr(recipe, "on_gpu", lambda: True)  # the branch a GPU takes: mixed bfloat16
+    # what backend.acceleration() chooses on a bfloat16 GPU, forced on this CPU
+    monkeypatch.setenv("CNNCOURSE_PRECISION", "mixed_bfloat16")
+    monkeypatch.setenv("CNNCOURSE_JIT_COMPILE", "1")
     run = dry_run(GPU["recipe"], steps=1)
     result, model = recipe.train(recipe.Recipe(), tiny(run), run, seed=0)
     assert any("bfloat16" in str(layer.dtype_policy) for layer in model.layers)
