@@ -205,8 +205,9 @@ def execute_exercises(nb: Any, *, cwd: Path = NOTEBOOK_DIR, timeout: int = 600, 
     """Run only the exercise section of ``nb`` in a fresh kernel and return it, executed.
 
     The section is self-contained (it does its own imports), so this is how the checks are
-    tested on a student copy, and how a notebook's exercise outputs can be refreshed without
-    re-running the whole notebook. Errors do not stop the run: every cell gets its output.
+    tested on a student copy. Its outputs are never stored in the course's notebooks: stored
+    outputs come from one top-to-bottom run (``python -m cnncourse run --store``), never
+    stitched from a second kernel. Errors do not stop the run: every cell gets its output.
     ``profile`` sets the kernel's ``$CNNCOURSE_PROFILE`` (default: this process's).
     """
     import os
@@ -235,36 +236,6 @@ def execute_exercises(nb: Any, *, cwd: Path = NOTEBOOK_DIR, timeout: int = 600, 
     return section
 
 
-def store_exercise_outputs(path: Path, *, profile: str = "cpu", timeout: int = 600) -> int:
-    """Execute the exercise section of notebook ``path`` alone (in ``profile``) and store its
-    outputs in the notebook's own cells; the cells above the section are not touched.
-
-    Refuses (``ValueError``, nothing written) when a cell of the section ends in an error: the
-    stored outputs are the reference run, so every check must pass. Returns the cells updated.
-    """
-    import nbformat
-
-    from cnncourse.course.exercises import exercise_section
-
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    executed = execute_exercises(nb, cwd=path.parent, timeout=timeout, profile=profile)
-    cells = exercise_section(nb.cells)
-    for index, (cell, done) in enumerate(zip(cells, executed.cells, strict=True)):
-        errors = [o for o in done.get("outputs", []) if o.get("output_type") == "error"]
-        if errors:
-            raise ValueError(f"{path.name}: cell {index} of the exercise section failed: "
-                             f"{errors[0].get('ename')}: {errors[0].get('evalue')}")
-    updated = 0
-    for cell, done in zip(cells, executed.cells, strict=True):
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = done.outputs, done.execution_count
-            updated += 1
-    nbformat.validate(nb)
-    nbformat.write(nb, path)
-    return updated
-
-
 def cli(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cnncourse student",
@@ -272,37 +243,14 @@ def cli(argv: Sequence[str]) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to copy (default: every NN_name.ipynb in ./notebooks)")
     parser.add_argument("--out", type=Path, default=STUDENT_DIR, help="output folder (default: ./student)")
-    parser.add_argument("--store-outputs", metavar="PROFILE", default=None,
-                        help="instead of writing copies, run each notebook's exercise section alone in PROFILE "
-                             "(e.g. cpu) and store its outputs in the notebook")
     args = parser.parse_args(list(argv))
     import nbformat
-
-    from cnncourse.course.exercises import exercise_section
 
     notebooks = args.notebooks or course_notebooks(COURSE_DIR)
     if not notebooks:
         print(f"nothing to do: no notebooks named and no NN_name.ipynb in {COURSE_DIR.resolve()} "
               "(run this from the course's folder, or name the notebooks)", file=sys.stderr)
         return 2
-    if args.store_outputs:
-        stored = 0
-        try:
-            for path in notebooks:
-                if not path.is_file():
-                    raise ValueError(f"no notebook at {path}")
-                if not exercise_section(nbformat.read(path, as_version=4).cells):
-                    print(f"{path}: no exercise section")
-                    continue
-                print(f"{path}: {store_exercise_outputs(path, profile=args.store_outputs)} cell(s) stored")
-                stored += 1
-        except ValueError as error:
-            print(f"outputs not stored: {error}", file=sys.stderr)
-            return 1
-        if not stored:
-            print("nothing stored: none of these notebooks has an exercise section", file=sys.stderr)
-            return 1
-        return 0
     try:
         written = write_student_copies(notebooks, args.out)
     except ValueError as error:
