@@ -72,7 +72,11 @@ E = Experiment  # short alias that keeps the tables below readable
 #   optimizers      03  SGD / momentum / Nesterov / RMSprop / Adam / AdamW on a small CNN
 #   init            04  training curves after each weight initialisation
 #   batchnorm       05  with / without batch normalisation at a high learning rate
+#   small_batch     05  batch norm vs group norm at batch size 2 (and a normal batch)
 #   regularization  06  dropout, DropConnect, weight decay, early stopping
+#   tta             06  a shift-augmented CNN evaluated with test-time augmentation
+#   snapshots       06  snapshot vs independent ensembles at equal cost (epochs = per cycle)
+#   stochastic_depth 06 a small residual net with and without stochastic depth
 #   ablation        06  the Zhang et al. grid: architecture × augmentation × weight decay
 #   memorization    06  the same network on true vs random labels
 #   architectures   07  every family's small-input form, one shared recipe
@@ -83,10 +87,14 @@ E = Experiment  # short alias that keeps the tables below readable
 _SMOKE = {
     "convnet": E(2_000, 1_000, epochs=1, batch_size=128),
     "optimizers": E(2_000, 1_000, epochs=2, batch_size=64, seeds=1),
-    "init": E(2_000, 1_000, epochs=1, batch_size=64),
-    "batchnorm": E(2_000, 1_000, epochs=1, batch_size=64),
-    "regularization": E(1_000, 1_000, epochs=2, batch_size=64),
-    "ablation": E(500, 250, epochs=2, batch_size=50, seeds=1, options={"archs": ("alexnet", "mlp"), "inception_width": 0.0625, "alexnet_width": 0.25, "alexnet_lrn": False}),
+    "init": E(2_000, 1_000, epochs=1, batch_size=64, options={"validation_size": 500}),
+    "batchnorm": E(2_000, 1_000, epochs=1, batch_size=64, options={"validation_size": 500}),
+    "small_batch": E(300, 500, epochs=1, batch_size=2, options={"batch_sizes": (2, 32), "validation_size": 300}),
+    "regularization": E(1_000, 1_000, epochs=2, batch_size=64, options={"validation_size": 300}),
+    "tta": E(1_000, 500, epochs=1, batch_size=64, options={"validation_size": 300}),
+    "snapshots": E(1_000, 500, epochs=1, batch_size=64, options={"cycles": 2}),
+    "stochastic_depth": E(1_000, 500, epochs=1, batch_size=64, options={"blocks_per_stage": 2, "validation_size": 300}),
+    "ablation": E(500, 250, epochs=2, batch_size=50, seeds=1, options={"archs": ("alexnet", "mlp"), "inception_width": 0.0625, "alexnet_width": 0.25, "alexnet_lrn": False, "validation_size": 100}),
     "memorization": E(500, 500, epochs=5, batch_size=50),
     "architectures": E(256, 500, epochs=1, batch_size=64, options={"models": ("lenet5", "alexnet_small", "vgg11_small")}),
     "degradation": E(1_000, 200, epochs=2, batch_size=64, options={"depths": (8, 14)}),
@@ -99,10 +107,14 @@ _SMOKE = {
 _CPU = {
     "convnet": E(None, None, epochs=5, batch_size=128),
     "optimizers": E(10_000, 5_000, epochs=5, batch_size=64, seeds=3),
-    "init": E(10_000, 5_000, epochs=5, batch_size=64),
-    "batchnorm": E(10_000, 5_000, epochs=3, batch_size=64),
-    "regularization": E(2_000, 3_000, epochs=15, batch_size=64),
-    "ablation": E(5_000, 2_000, epochs=6, batch_size=64, seeds=2, options={"inception_width": 0.125, "alexnet_width": 0.5, "alexnet_lrn": False}),
+    "init": E(10_000, 5_000, epochs=5, batch_size=64, seeds=2, options={"validation_size": 2_000}),
+    "batchnorm": E(5_000, 5_000, epochs=3, batch_size=64, seeds=2, options={"validation_size": 2_000}),
+    "small_batch": E(1_500, 2_000, epochs=2, batch_size=2, seeds=2, options={"batch_sizes": (2, 32), "validation_size": 1_000}),
+    "regularization": E(2_000, 3_000, epochs=15, batch_size=64, seeds=2, options={"validation_size": 1_000}),
+    "tta": E(5_000, 5_000, epochs=3, batch_size=64, seeds=2, options={"validation_size": 2_000}),
+    "snapshots": E(5_000, 5_000, epochs=2, batch_size=64, seeds=2, options={"cycles": 4}),
+    "stochastic_depth": E(3_000, 5_000, epochs=4, batch_size=64, seeds=2, options={"blocks_per_stage": 3, "validation_size": 1_000}),
+    "ablation": E(5_000, 2_000, epochs=6, batch_size=64, seeds=2, options={"inception_width": 0.125, "alexnet_width": 0.5, "alexnet_lrn": False, "validation_size": 1_000}),
     "memorization": E(1_000, 2_000, epochs=60, batch_size=50),
     "architectures": E(6_000, 3_000, epochs=3, batch_size=64, options={"models": ("lenet5", "alexnet_small", "vgg11_small", "nin_small", "googlenet_small", "resnet18_small")}),
     "degradation": E(2_000, 500, epochs=6, batch_size=64, options={"depths": (20, 44)}),
@@ -115,10 +127,14 @@ _CPU = {
 _GPU = {
     "convnet": E(None, None, epochs=15, batch_size=128),
     "optimizers": E(None, None, epochs=20, batch_size=128, seeds=5),
-    "init": E(None, None, epochs=10, batch_size=128),
-    "batchnorm": E(None, None, epochs=10, batch_size=128),
-    "regularization": E(None, None, epochs=40, batch_size=128),
-    "ablation": E(None, None, epochs=40, batch_size=128, seeds=3, options={"inception_width": 1.0, "alexnet_width": 1.0, "alexnet_lrn": True}),
+    "init": E(None, None, epochs=10, batch_size=128, seeds=2, options={"validation_size": 5_000}),
+    "batchnorm": E(None, None, epochs=10, batch_size=128, seeds=3, options={"validation_size": 5_000}),
+    "small_batch": E(10_000, None, epochs=5, batch_size=2, seeds=3, options={"batch_sizes": (2, 4, 32), "validation_size": 5_000}),
+    "regularization": E(None, None, epochs=40, batch_size=128, seeds=3, options={"validation_size": 5_000}),
+    "tta": E(None, None, epochs=20, batch_size=128, seeds=3, options={"validation_size": 5_000}),
+    "snapshots": E(None, None, epochs=10, batch_size=128, seeds=3, options={"cycles": 5}),
+    "stochastic_depth": E(None, None, epochs=40, batch_size=128, seeds=3, options={"blocks_per_stage": 9, "validation_size": 5_000}),
+    "ablation": E(None, None, epochs=40, batch_size=128, seeds=3, options={"inception_width": 1.0, "alexnet_width": 1.0, "alexnet_lrn": True, "validation_size": 5_000}),
     "memorization": E(10_000, 10_000, epochs=100, batch_size=128),
     "architectures": E(None, None, epochs=10, batch_size=128, options={"models": ("lenet5", "alexnet_small", "zfnet_small", "vgg11_small", "vgg16_small", "nin_small", "googlenet_small", "resnet18_small")}),
     "degradation": E(None, None, epochs=60, batch_size=128, options={"depths": (20, 56)}),
