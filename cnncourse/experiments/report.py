@@ -68,7 +68,7 @@ def mean_std(values: Iterable[float], fmt: str = ".4f", *, percent: bool = False
     if all(v == xs[0] for v in xs):  # identical runs (e.g. every seed predicts one class): say so, not "± 0.0000"
         return f"{mean:{fmt}}{unit} ± 0 ({len(xs)} seeds, identical)"
     std = float(np.std(xs, ddof=1)) * scale
-    shown = f"{std:{fmt}}"
+    shown = f"{std:{fmt.replace('+', '')}}"  # a spread has no sign, even where the mean is printed with one
     if float(shown) == 0:  # a real spread below the printed precision: show its size instead of zeros
         shown = f"{std:.1e}"
     return f"{mean:{fmt}}{unit} ± {shown}{unit} ({len(xs)} seeds)"
