@@ -111,7 +111,7 @@ _CPU = {
     "batchnorm": E(5_000, 5_000, epochs=3, batch_size=64, seeds=2, options={"validation_size": 2_000}),
     "small_batch": E(1_500, 2_000, epochs=2, batch_size=2, seeds=2, options={"batch_sizes": (2, 32), "validation_size": 1_000}),
     "regularization": E(2_000, 3_000, epochs=15, batch_size=64, seeds=2, options={"validation_size": 1_000}),
-    "tta": E(5_000, 5_000, epochs=3, batch_size=64, seeds=2, options={"validation_size": 2_000}),
+    "tta": E(5_000, 5_000, epochs=6, batch_size=64, seeds=2, options={"validation_size": 2_000}),
     "snapshots": E(5_000, 5_000, epochs=2, batch_size=64, seeds=2, options={"cycles": 4}),
     "stochastic_depth": E(3_000, 5_000, epochs=4, batch_size=64, seeds=2, options={"blocks_per_stage": 3, "validation_size": 1_000}),
     "ablation": E(5_000, 2_000, epochs=6, batch_size=64, seeds=2, options={"inception_width": 0.125, "alexnet_width": 0.5, "alexnet_lrn": False, "validation_size": 1_000}),
