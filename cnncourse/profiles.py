@@ -75,7 +75,11 @@ E = Experiment  # short alias that keeps the tables below readable
 #                       images, `sweep_epochs`, rates = suggestion × `rate_factors`, scored on `validation`)
 #   init            04  training curves after each weight initialisation
 #   batchnorm       05  with / without batch normalisation at a high learning rate
+#   small_batch     05  batch norm vs group norm at batch size 2 (and a normal batch)
 #   regularization  06  dropout, DropConnect, weight decay, early stopping
+#   tta             06  a shift-augmented CNN evaluated with test-time augmentation
+#   snapshots       06  snapshot vs independent ensembles at equal cost (epochs = per cycle)
+#   stochastic_depth 06 a small residual net with and without stochastic depth
 #   ablation        06  the Zhang et al. grid: architecture × augmentation × weight decay
 #   memorization    06  the same network on true vs random labels
 #   architectures   07  every family's small-input form, one shared recipe
@@ -88,10 +92,14 @@ E = Experiment  # short alias that keeps the tables below readable
 _SMOKE = {
     "convnet": E(2_000, 1_000, epochs=2, batch_size=128, options={"validation": 500}),
     "optimizers": E(1_000, 1_000, epochs=1, batch_size=64, seeds=1, options={"validation": 500, "range_steps": 40, "sweep_train": 1_000, "sweep_epochs": 1, "rate_factors": (1.0,)}),
-    "init": E(2_000, 1_000, epochs=1, batch_size=64),
-    "batchnorm": E(2_000, 1_000, epochs=1, batch_size=64),
-    "regularization": E(1_000, 1_000, epochs=2, batch_size=64),
-    "ablation": E(500, 250, epochs=2, batch_size=50, seeds=1, options={"archs": ("alexnet", "mlp"), "inception_width": 0.0625, "alexnet_width": 0.25, "alexnet_lrn": False}),
+    "init": E(2_000, 1_000, epochs=1, batch_size=64, options={"validation_size": 500}),
+    "batchnorm": E(2_000, 1_000, epochs=1, batch_size=64, options={"validation_size": 500}),
+    "small_batch": E(300, 500, epochs=1, batch_size=2, options={"batch_sizes": (2, 32), "validation_size": 300}),
+    "regularization": E(1_000, 1_000, epochs=2, batch_size=64, options={"validation_size": 300}),
+    "tta": E(1_000, 500, epochs=1, batch_size=64, options={"validation_size": 300}),
+    "snapshots": E(1_000, 500, epochs=1, batch_size=64, options={"cycles": 2}),
+    "stochastic_depth": E(1_000, 500, epochs=1, batch_size=64, options={"blocks_per_stage": 2, "validation_size": 300}),
+    "ablation": E(500, 250, epochs=2, batch_size=50, seeds=1, options={"archs": ("alexnet", "mlp"), "inception_width": 0.0625, "alexnet_width": 0.25, "alexnet_lrn": False, "validation_size": 100}),
     "memorization": E(500, 500, epochs=5, batch_size=50),
     "architectures": E(256, 500, epochs=1, batch_size=64, options={"models": ("lenet5", "alexnet_small", "vgg11_small")}),
     "degradation": E(1_000, 200, epochs=2, batch_size=64, options={"depths": (8, 14)}),
@@ -105,10 +113,14 @@ _SMOKE = {
 _CPU = {
     "convnet": E(30_000, None, epochs=6, batch_size=128, seeds=2, options={"validation": 6_000}),
     "optimizers": E(10_000, 5_000, epochs=5, batch_size=64, seeds=2, options={"validation": 2_000, "range_steps": 180, "sweep_train": 4_000, "sweep_epochs": 2, "rate_factors": (1 / 3, 1.0, 3.0)}),
-    "init": E(10_000, 5_000, epochs=5, batch_size=64),
-    "batchnorm": E(10_000, 5_000, epochs=3, batch_size=64),
-    "regularization": E(2_000, 3_000, epochs=15, batch_size=64),
-    "ablation": E(5_000, 2_000, epochs=6, batch_size=64, seeds=2, options={"inception_width": 0.125, "alexnet_width": 0.5, "alexnet_lrn": False}),
+    "init": E(10_000, 5_000, epochs=5, batch_size=64, seeds=2, options={"validation_size": 2_000}),
+    "batchnorm": E(5_000, 5_000, epochs=3, batch_size=64, seeds=2, options={"validation_size": 2_000}),
+    "small_batch": E(1_500, 2_000, epochs=2, batch_size=2, seeds=2, options={"batch_sizes": (2, 32), "validation_size": 1_000}),
+    "regularization": E(2_000, 3_000, epochs=15, batch_size=64, seeds=2, options={"validation_size": 1_000}),
+    "tta": E(5_000, 5_000, epochs=6, batch_size=64, seeds=2, options={"validation_size": 2_000}),
+    "snapshots": E(5_000, 5_000, epochs=2, batch_size=64, seeds=2, options={"cycles": 4}),
+    "stochastic_depth": E(3_000, 5_000, epochs=4, batch_size=64, seeds=2, options={"blocks_per_stage": 3, "validation_size": 1_000}),
+    "ablation": E(5_000, 2_000, epochs=6, batch_size=64, seeds=2, options={"inception_width": 0.125, "alexnet_width": 0.5, "alexnet_lrn": False, "validation_size": 1_000}),
     "memorization": E(1_000, 2_000, epochs=60, batch_size=50),
     "architectures": E(5_000, 2_000, epochs=3, batch_size=64, seeds=2, options={"models": ("lenet5", "alexnet_small", "vgg11_small", "nin_small", "googlenet_small", "resnet18_small")}),
     "degradation": E(2_000, 500, epochs=6, batch_size=64, seeds=2, options={"depths": (20, 44)}),
@@ -119,16 +131,23 @@ _CPU = {
     "exercises": E(3_000, 1_000, epochs=2, batch_size=64, seeds=1),
 }
 
+# The gpu profile: full datasets and the paper-scale widths, depths and models, with epochs and
+# seeds chosen so the whole course runs in minutes on one GPU (`make gpu-check`; the course
+# map's gpu column shows the estimate until a GPU run is recorded).
 _GPU = {
     "convnet": E(None, None, epochs=15, batch_size=128, seeds=3, options={"validation": 6_000}),
-    "optimizers": E(None, None, epochs=20, batch_size=128, seeds=5, options={"validation": 5_000, "range_steps": 300, "sweep_train": 20_000, "sweep_epochs": 10, "rate_factors": (1 / 3, 1.0, 3.0)}),
-    "init": E(None, None, epochs=10, batch_size=128),
-    "batchnorm": E(None, None, epochs=10, batch_size=128),
-    "regularization": E(None, None, epochs=40, batch_size=128),
-    "ablation": E(None, None, epochs=40, batch_size=128, seeds=3, options={"inception_width": 1.0, "alexnet_width": 1.0, "alexnet_lrn": True}),
+    "optimizers": E(None, None, epochs=8, batch_size=128, seeds=3, options={"validation": 5_000, "range_steps": 300, "sweep_train": 20_000, "sweep_epochs": 3, "rate_factors": (1 / 3, 1.0, 3.0)}),
+    "init": E(None, None, epochs=10, batch_size=128, seeds=2, options={"validation_size": 5_000}),
+    "batchnorm": E(None, None, epochs=10, batch_size=128, seeds=3, options={"validation_size": 5_000}),
+    "small_batch": E(5_000, None, epochs=2, batch_size=2, seeds=2, options={"batch_sizes": (2, 4, 32), "validation_size": 5_000}),
+    "regularization": E(None, None, epochs=20, batch_size=128, seeds=2, options={"validation_size": 5_000}),
+    "tta": E(None, None, epochs=10, batch_size=128, seeds=2, options={"validation_size": 5_000}),
+    "snapshots": E(None, None, epochs=4, batch_size=128, seeds=2, options={"cycles": 5}),
+    "stochastic_depth": E(None, None, epochs=15, batch_size=128, seeds=2, options={"blocks_per_stage": 9, "validation_size": 5_000}),
+    "ablation": E(None, None, epochs=15, batch_size=128, seeds=2, options={"inception_width": 1.0, "alexnet_width": 1.0, "alexnet_lrn": True, "validation_size": 5_000}),
     "memorization": E(10_000, 10_000, epochs=100, batch_size=128),
-    "architectures": E(None, None, epochs=10, batch_size=128, seeds=2, options={"models": ("lenet5", "alexnet_small", "zfnet_small", "vgg11_small", "vgg16_small", "nin_small", "googlenet_small", "resnet18_small")}),
-    "degradation": E(None, None, epochs=60, batch_size=128, seeds=2, options={"depths": (20, 56)}),
+    "architectures": E(None, None, epochs=5, batch_size=128, seeds=2, options={"models": ("lenet5", "alexnet_small", "zfnet_small", "vgg11_small", "vgg16_small", "nin_small", "googlenet_small", "resnet18_small")}),
+    "degradation": E(None, None, epochs=20, batch_size=128, seeds=2, options={"depths": (20, 56)}),
     "inside": E(None, None, epochs=10, batch_size=128, options={"ascent_steps": 200, "embed_points": 2000, "where_train": 60_000, "where_epochs": 10, "where_check": 200}),
     "transfer": E(20, None, epochs=30, batch_size=10, seeds=10),
     "recipe": E(None, None, epochs=20, batch_size=512, seeds=3, options={"budget_minutes": 2, "target": 0.95, "ablation_train": 60_000, "ablation_test": 10_000, "ablation_epochs": 10, "ingredients": None, "ensemble": 3, "dist_train": 60_000, "dist_test": 10_000, "dist_epochs": 5}),

@@ -44,10 +44,12 @@ REPORT = ROOT / "results" / "gpu_check.md"
 # option (widths, depths, model lists, LRN on/off, ingredients) is a code path and stays.
 DRY_COUNTS: Mapping[str, int | float] = {
     "ascent_steps": 2, "embed_points": 40, "budget_minutes": 0.1, "ensemble": 2,
-    "ablation_epochs": 1, "dist_epochs": 1, "range_steps": 2, "sweep_epochs": 1,
+    "ablation_epochs": 1, "dist_epochs": 1, "range_steps": 2, "sweep_epochs": 1, "where_epochs": 1,
+    "where_check": 4, "cycles": 2, "steps": 2, "eager_steps": 1,
 }
 # → the dry training size (``*_train``) or one batch (the others)
-DRY_SIZES = ("ablation_train", "ablation_test", "dist_train", "dist_test", "sweep_train", "validation")
+DRY_SIZES = ("ablation_train", "ablation_test", "dist_train", "dist_test", "sweep_train", "validation",
+             "validation_size", "where_train")
 
 # The speed-up assumption behind the gpu estimates (replace by a measured run when there is one).
 RESNET50_64_MACS = 316_817_408  # one 64×64 image, counted by cnncourse.inspection.analysis.count_macs

@@ -1,8 +1,9 @@
-"""The two callbacks every training run of the course can use: a clock with a budget, and live curves.
+"""Callbacks for the course's training runs: a clock with a budget, live curves, a final evaluation.
 
 Keras ships callbacks for checkpoints, early stopping and logging, but none that times the
-*training* part of an epoch on both the wall and the CPU clock, and none that redraws curves
-in a notebook; both are written here, once, for :func:`cnncourse.experiments.train.fit`.
+*training* part of an epoch on both the wall and the CPU clock, none that redraws curves
+in a notebook, and none that measures the finished model on its own training images; they
+are written here, once, for :func:`cnncourse.experiments.train.fit`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from cnncourse import checks
 
-__all__ = ["EpochTimer", "LivePlot"]
+__all__ = ["EpochTimer", "FinalEvaluation", "LivePlot"]
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -163,3 +164,48 @@ class LivePlot(keras.callbacks.Callback):
         else:
             self._handle.update(fig)
         plt.close(fig)
+
+
+class FinalEvaluation(keras.callbacks.Callback):
+    """Evaluate the trained model once on ``(x, y)`` in inference mode and put the result in the history.
+
+    Why: the ``accuracy`` Keras logs during training is a *running* average over the epoch's
+    batches, measured in training mode (augmentation and dropout on) while the weights still
+    change. "Final training accuracy" in a paper (Zhang et al.'s 100 %) is the finished model
+    evaluated on the training images, without augmentation or dropout; this callback measures
+    that, so the two are never set side by side by mistake.
+
+    The model's compiled metrics are recorded as ``final_<name>_<metric>`` (for example
+    ``final_train_accuracy``, ``final_train_loss``; the loss includes any weight penalty),
+    as a one-element list in the run's history, after the last planned epoch (where Keras'
+    ``History`` records it) or, if training stopped earlier, at its end.
+    """
+
+    def __init__(self, x, y, *, name: str = "train", batch_size: int = 1000) -> None:
+        super().__init__()
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"name must be a short identifier such as 'train', got {name!r}")
+        if len(x) != len(y) or not len(x):
+            raise ValueError(f"x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
+        self.x, self.y, self.name = x, y, name
+        self.batch_size = checks.positive_int("batch_size", batch_size)
+        self._done = False
+
+    def _scores(self) -> dict[str, float]:
+        scores = self.model.evaluate(self.x, self.y, batch_size=self.batch_size, verbose=0, return_dict=True)
+        return {f"final_{self.name}_{k}": float(v) for k, v in scores.items()}
+
+    def on_train_begin(self, logs=None) -> None:
+        self._done = False
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if logs is not None and epoch + 1 == self.params.get("epochs"):
+            logs.update(self._scores())
+            self._done = True
+
+    def on_train_end(self, logs=None) -> None:
+        history = getattr(self.model, "history", None)
+        if not self._done and history is not None and hasattr(history, "history"):
+            for key, value in self._scores().items():
+                history.history.setdefault(key, []).append(value)
+            self._done = True

@@ -51,6 +51,9 @@ def claim(sentence: str, *, holds: bool, display: bool = True, **values: object)
 def mean_std(values: Iterable[float], fmt: str = ".4f", *, percent: bool = False) -> str:
     """``"0.8123 ± 0.0040 (3 seeds)"``; with one value the spread is ``n/a``, never ``± 0``.
 
+    Seeds that all give the same value read ``± 0 (n seeds, identical)``; a spread smaller than
+    ``fmt`` can show is printed in scientific notation rather than as zeros.
+
     ``percent=True`` multiplies by 100 and appends ``%`` to both numbers.
     """
     xs = [float(v) for v in values]
@@ -62,5 +65,10 @@ def mean_std(values: Iterable[float], fmt: str = ".4f", *, percent: bool = False
     mean = float(np.mean(xs)) * scale
     if len(xs) == 1:
         return f"{mean:{fmt}}{unit} ± n/a (1 seed)"
+    if all(v == xs[0] for v in xs):  # identical runs (e.g. every seed predicts one class): say so, not "± 0.0000"
+        return f"{mean:{fmt}}{unit} ± 0 ({len(xs)} seeds, identical)"
     std = float(np.std(xs, ddof=1)) * scale
-    return f"{mean:{fmt}}{unit} ± {std:{fmt}}{unit} ({len(xs)} seeds)"
+    shown = f"{std:{fmt.replace('+', '')}}"  # a spread has no sign, even where the mean is printed with one
+    if float(shown) == 0:  # a real spread below the printed precision: show its size instead of zeros
+        shown = f"{std:.1e}"
+    return f"{mean:{fmt}}{unit} ± {shown}{unit} ({len(xs)} seeds)"

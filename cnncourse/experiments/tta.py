@@ -3,7 +3,10 @@
 AlexNet (Krizhevsky et al., 2012, §4.1) predicted with the average softmax over ten
 224x224 patches of each test image, the four corners and the centre plus their horizontal
 mirrors; ResNet (He et al., 2016) kept the "10-crop" test. The simplest version, averaging an
-image and its mirror, is :func:`flip_average`. These functions take any Keras model that maps
+image and its mirror, is :func:`flip_average`. Mirroring assumes that a mirrored image has the
+same label: true for clothes and most objects, false for handwriting (a mirrored 2 is no digit,
+some letters become others), so for digits pass ``flips=False`` and skip flip averaging; the
+five crops remain. These functions take any Keras model that maps
 a batch ``(N, H, W, C)`` to class scores, run it with ``model.predict`` view by view (so
 memory stays that of one view), and return NumPy arrays. Keras has no TTA helpers.
 
@@ -83,8 +86,9 @@ def _crop_size(crop_size, height: int, width: int) -> tuple[int, int]:
     return ch, cw
 
 
-def ten_crop_views(x, crop_size) -> Iterator[np.ndarray]:
-    """Yield the ten views one at a time, in the order of :data:`CROP_NAMES`."""
+def ten_crop_views(x, crop_size, *, flips: bool = True) -> Iterator[np.ndarray]:
+    """Yield the ten views one at a time, in the order of :data:`CROP_NAMES` (the first five when ``flips`` is false)."""
+    checks.boolean("flips", flips)
     x = _check_images(x)
     height, width = x.shape[1], x.shape[2]
     ch, cw = _crop_size(crop_size, height, width)
@@ -93,28 +97,33 @@ def ten_crop_views(x, crop_size) -> Iterator[np.ndarray]:
     crops = [x[:, r : r + ch, c : c + cw, :] for r, c in corners]
     for crop in crops:
         yield np.ascontiguousarray(crop)
-    for crop in crops:
-        yield np.ascontiguousarray(crop[:, :, ::-1, :])
+    if flips:
+        for crop in crops:
+            yield np.ascontiguousarray(crop[:, :, ::-1, :])
 
 
-def ten_crops(x, crop_size) -> np.ndarray:
-    """The 4 corner crops, the centre crop and their 5 mirrors: ``(10, N, ch, cw, C)``.
+def ten_crops(x, crop_size, *, flips: bool = True) -> np.ndarray:
+    """The 4 corner crops, the centre crop and their 5 mirrors: ``(10, N, ch, cw, C)`` (``(5, …)`` without flips).
 
     The order is :data:`CROP_NAMES`. ``crop_size`` is an int (square) or ``(height, width)``;
     for an odd margin the centre crop sits half a pixel towards the top-left.
     """
-    return np.stack(list(ten_crop_views(x, crop_size)))
+    return np.stack(list(ten_crop_views(x, crop_size, flips=flips)))
 
 
-def ten_crop_predict(model, x, crop_size, batch_size: int = 256, *, from_logits: bool = False) -> np.ndarray:
+def ten_crop_predict(
+    model, x, crop_size, batch_size: int = 256, *, from_logits: bool = False, flips: bool = True
+) -> np.ndarray:
     """Mean class probabilities over the ten crops of each image, ``(N, classes)``.
 
     ``model`` must accept ``crop_size`` inputs (train it on random crops of that size, the
-    way AlexNet trained on 224x224 patches of 256x256 images).
+    way AlexNet trained on 224x224 patches of 256x256 images). ``flips=False`` averages the
+    five unmirrored crops only (digits, text: anything a mirror changes the label of).
     """
     batch_size = _check_batch_size(batch_size)
-    total = None
-    for view in ten_crop_views(x, crop_size):
+    total, count = None, 0
+    for view in ten_crop_views(x, crop_size, flips=flips):
         p = _probabilities(model, view, batch_size, from_logits)
         total = p if total is None else total + p
-    return total / 10.0
+        count += 1
+    return total / count

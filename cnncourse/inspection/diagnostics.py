@@ -15,8 +15,9 @@ depth* in two numbers per layer, which this module measures:
   initialisations with it, notebook 08 plain and residual networks.
 
 :func:`random_mlp_activations` is the lecture's experiment (a deep tanh/ReLU MLP on Gaussian
-input, no training) in NumPy with a seeded generator, and the plotting helpers draw
-per-layer curves and histogram rows.
+input, no training) in NumPy with a seeded generator, :func:`random_mlp_gradients` its
+backward pass (the same weights), and the plotting helpers draw per-layer curves and
+histogram rows.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from cnncourse import checks
 __all__ = [
     "INITS",
     "LayerStats",
+    "MLPGradients",
     "activation_stats",
     "dead_fraction",
     "gradient_norms",
@@ -42,6 +44,7 @@ __all__ = [
     "plot_histograms",
     "plot_layer_curves",
     "random_mlp_activations",
+    "random_mlp_gradients",
     "stats_table",
     "summarize",
 ]
@@ -237,6 +240,81 @@ def random_mlp_activations(
         h = act(h @ w)
         hidden.append(h)
     return hidden
+
+
+_NUMPY_DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {  # f'(z), given z and h = f(z)
+    "tanh": lambda z, h: 1.0 - h * h,
+    "relu": lambda z, h: (z > 0.0).astype(z.dtype),
+    "linear": lambda z, h: np.ones_like(z),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPGradients:
+    r"""One forward and backward pass of :func:`random_mlp_gradients`, per hidden layer (input side first).
+
+    ``activations[l]`` is :math:`h_l`; ``error_norms[l]`` is :math:`\lVert\partial L/\partial h_l\rVert`
+    (the gradient that reaches layer ``l``'s output); ``weight_norms[l]`` is
+    :math:`\lVert\partial L/\partial W_l\rVert = \lVert h_{l-1}^\top\,\delta_l\rVert`, all Frobenius norms.
+    """
+
+    activations: list[np.ndarray]
+    error_norms: list[float]
+    weight_norms: list[float]
+
+
+def random_mlp_gradients(
+    x: np.ndarray,
+    *,
+    depth: int = 10,
+    width: int = 500,
+    init: str | float = "small",
+    activation: str = "tanh",
+    rng: np.random.Generator,
+    upstream: np.ndarray | None = None,
+) -> MLPGradients:
+    r"""The lecture's network of :func:`random_mlp_activations`, forward **and** backward.
+
+    The weights are drawn exactly as :func:`random_mlp_activations` draws them (same ``rng``
+    state → same network, same activations). The loss is :math:`L = \sum h_L \odot G` for an
+    upstream gradient :math:`G` (``upstream``; default: a unit-Gaussian draw from ``rng``
+    after the weights), so :math:`\partial L/\partial h_L = G` and backpropagation gives, layer
+    by layer from the output, :math:`\delta_l = \partial L/\partial h_l \odot f'(z_l)`,
+    :math:`\partial L/\partial W_l = h_{l-1}^\top \delta_l` and
+    :math:`\partial L/\partial h_{l-1} = \delta_l W_l^\top`.
+
+    Why it is here: the forward pass alone shows the *activations* shrinking layer by layer;
+    whether the *weight* gradients shrink too is a different question (they are the product
+    of an activation, which shrinks going forward, and an error, which shrinks going
+    backward), and notebook 04 answers it from these numbers.
+    """
+    if activation not in _NUMPY_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(_NUMPY_ACTIVATIONS)}, got {activation!r}")
+    depth, width = checks.positive_int("depth", depth), checks.positive_int("width", width)
+    act, dact = _NUMPY_ACTIVATIONS[activation], _NUMPY_DERIVATIVES[activation]
+    h = np.asarray(x, dtype=np.float64)
+    if h.ndim != 2:
+        raise ValueError(f"x must be a 2-D (batch, features) array, got shape {h.shape}")
+    inputs, weights, pre, hidden = [], [], [], []
+    for _ in range(depth):
+        fan_in = h.shape[1]
+        w = rng.standard_normal((fan_in, width)) * init_std(init, fan_in, width)
+        z = h @ w
+        inputs.append(h)
+        weights.append(w)
+        pre.append(z)
+        h = act(z)
+        hidden.append(h)
+    g = rng.standard_normal(h.shape) if upstream is None else np.asarray(upstream, dtype=np.float64)
+    if g.shape != h.shape:
+        raise ValueError(f"upstream must have the output's shape {h.shape}, got {g.shape}")
+    error_norms, weight_norms = [0.0] * depth, [0.0] * depth
+    for layer in reversed(range(depth)):
+        error_norms[layer] = float(np.linalg.norm(g))
+        delta = g * dact(pre[layer], hidden[layer])
+        weight_norms[layer] = float(np.linalg.norm(inputs[layer].T @ delta))
+        g = delta @ weights[layer].T
+    return MLPGradients(activations=hidden, error_norms=error_norms, weight_norms=weight_norms)
 
 
 # ------------------------------------------------------------------------------------------

@@ -218,3 +218,47 @@ def test_sequential_and_residual_models_are_supported():
     unbuilt = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="functional or built Sequential"):
         D.activation_stats(unbuilt, x[:, :4, 0, 0])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_random_mlp_gradients_equal_autodiff_of_the_same_network(activation):
+    from cnncourse.autodiff import grad
+
+    x = np.random.default_rng(3).standard_normal((7, 5))
+    found = D.random_mlp_gradients(x, depth=3, width=6, init="glorot", activation=activation,
+                                   rng=np.random.default_rng(4))
+    # the same weights and upstream gradient, drawn in the same order
+    rng = np.random.default_rng(4)
+    weights = [rng.standard_normal((5, 6)) * D.init_std("glorot", 5, 6)]
+    weights += [rng.standard_normal((6, 6)) * D.init_std("glorot", 6, 6) for _ in range(2)]
+    upstream = rng.standard_normal((7, 6))
+    act = keras.ops.tanh if activation == "tanh" else keras.ops.relu
+
+    def loss(ws, x_=x):
+        h = x_
+        for w in ws:
+            h = act(keras.ops.matmul(h, w))
+        return keras.ops.sum(h * upstream)
+
+    for layer in range(3):
+        def as_function_of(w, layer=layer):
+            return loss([w if i == layer else weights[i] for i in range(3)])
+
+        expected = np.linalg.norm(grad(as_function_of, weights[layer]))
+        assert found.weight_norms[layer] == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_array_equal(found.activations[-1], D.random_mlp_activations(
+        x, depth=3, width=6, init="glorot", activation=activation, rng=np.random.default_rng(4))[-1])
+    assert found.error_norms[-1] == pytest.approx(np.linalg.norm(upstream))
+
+
+def test_small_init_weight_gradients_are_equally_tiny_while_activations_and_errors_shrink():
+    x = np.random.default_rng(0).standard_normal((1000, 500))
+    g = D.random_mlp_gradients(x, init="small", rng=np.random.default_rng(1))
+    act = np.array([h.std() for h in g.activations])
+    err, wgt = np.array(g.error_norms), np.array(g.weight_norms)
+    factor = 0.01 * np.sqrt(500)
+    np.testing.assert_allclose(act[1:] / act[:-1], factor, rtol=0.05)  # forward: × 0.22 per layer
+    np.testing.assert_allclose(err[:-1] / err[1:], factor, rtol=0.05)  # backward: × 0.22 per layer towards the input
+    assert wgt.max() / wgt.min() < 1.5  # their product: the same size in every layer
+    with pytest.raises(ValueError, match="upstream"):
+        D.random_mlp_gradients(x[:2, :3], depth=1, width=4, rng=np.random.default_rng(0), upstream=np.ones((2, 5)))

@@ -29,5 +29,8 @@ def test_mean_std_never_invents_a_spread_from_one_seed():
     assert mean_std([0.8, 0.9]) == "0.8500 ± 0.0707 (2 seeds)"
     assert mean_std([0.8, 0.9], ".1f", percent=True) == "85.0 % ± 7.1 % (2 seeds)"
     assert mean_std([float("nan"), 0.5]) == "n/a (NaN)"
+    assert mean_std([0.1, 0.1]) == "0.1000 ± 0 (2 seeds, identical)"
+    assert mean_std([0.8, 0.80001]) == "0.8000 ± 7.1e-06 (2 seeds)"
+    assert mean_std([0.1, 0.2], "+.2f") == "+0.15 ± 0.07 (2 seeds)"
     with pytest.raises(ValueError):
         mean_std([])

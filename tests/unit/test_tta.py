@@ -81,3 +81,16 @@ def test_bad_batch_sizes_and_shapes_are_refused(batch_size):
         tta.flip_average(model, _images(), batch_size=batch_size)
     with pytest.raises(ValueError):
         tta.flip_average(model, _images()[0])
+
+
+def test_without_flips_only_the_five_unmirrored_crops_are_averaged():
+    x = _images(h=9, w=8)
+    crops = tta.ten_crops(x, (5, 4), flips=False)
+    assert crops.shape == (5, 6, 5, 4, 2)
+    np.testing.assert_array_equal(crops, tta.ten_crops(x, (5, 4))[:5])
+    model = _linear_model((5, 4, 2))
+    expected = np.mean([model.predict(v, verbose=0) for v in crops], axis=0)
+    np.testing.assert_allclose(tta.ten_crop_predict(model, x, (5, 4), flips=False), expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(tta.ten_crop_predict(model, x, (5, 4)), expected, atol=1e-4)  # the mirrors count otherwise
+    with pytest.raises(ValueError, match="flips"):
+        tta.ten_crops(x, 4, flips="no")

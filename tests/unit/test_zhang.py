@@ -49,7 +49,10 @@ def test_grid_models_build_train_and_switch_their_parts(arch):
     off = Z.grid_model(Z.Cell(arch, False, False), run, **kwargs)
     assert on.count_params() == off.count_params()
     assert len(_find(on, RandomShift)) == 1 and not _find(off, RandomShift)
-    assert on.optimizer.weight_decay == Z.RECIPES[arch].weight_decay and off.optimizer.weight_decay is None
+    # weight decay is an L2 penalty on the kernels in the loss, never SGD's decoupled decay
+    assert on.optimizer.weight_decay is None and off.optimizer.weight_decay is None
+    assert len(on.losses) == len([w for w in on.trainable_weights if w.path.endswith("/kernel")]) > 0
+    assert not off.losses
     has_bn = bool(_find(on, keras.layers.BatchNormalization))
     assert has_bn == (arch == "inception")
     # per-image whitening without parameters comes right after the (optional) shift
@@ -101,8 +104,9 @@ def test_recipe_validates_and_warmup_can_be_off():
     assert float(keras.ops.convert_to_numpy(sched(0))) == pytest.approx(0.05)
     with pytest.raises(ValueError):
         Z.ZhangRecipe(0.05).schedule(0, 2)
-    opt = Z.ZhangRecipe(0.05, weight_decay=0.0).optimizer(5, 2, weight_decay=True)
+    opt = Z.ZhangRecipe(0.05, weight_decay=0.0).optimizer(5, 2)
     assert opt.weight_decay is None
+    assert Z.ZhangRecipe(0.05, weight_decay=0.0).penalize(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])) == 0
     assert steps_per_epoch(2500, 64) == 40 and steps_per_epoch(64, 64) == 1
     with pytest.raises(ValueError):
         Z.grid_model(Z.Cell("mlp", False, False), Experiment(8, 8, 1, 8), input_shape=(4, 4, 1), num_classes=2,
@@ -250,10 +254,13 @@ def test_run_grid_trains_the_default_models_end_to_end(tmp_path):
     (result,) = grid.results[cells[0].label]
     assert result.params == 12 * 12 * 512 + 512 + 2 * (512 * 512 + 512) + 512 * 3 + 3
     assert result.epochs == 1 and np.isfinite(result.test_loss)
+    assert 0.0 <= result.final("final_train_accuracy") <= 1.0 and len(result.history["final_train_accuracy"]) == 1
 
 
-def _result(label, seed, acc, train_acc):
-    hist = {"loss": [1.0], "accuracy": [train_acc], "val_loss": [1.0], "val_accuracy": [acc]}
+def _result(label, seed, acc, train_acc, final=True):
+    hist = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [acc]}
+    if final:
+        hist["final_train_accuracy"] = [train_acc]
     return RunResult(label, seed, hist, 1.0, acc, [1.0], [0.5], 100.0, 1234, validation_source="test")
 
 
@@ -270,6 +277,32 @@ def test_grid_table_puts_our_numbers_beside_the_papers():
         Z.grid_table(Comparison({}), cells)
     one_seed = Comparison({c.label: [_result(c.label, 0, 0.8, 0.99)] for c in cells})
     assert "± n/a (1 seed)" in Z.grid_table(one_seed, cells) and "± 0.00" not in Z.grid_table(one_seed, cells)
+    # the running accuracy of the last epoch is never shown as the final training accuracy
+    running_only = Comparison({c.label: [_result(c.label, 0, 0.8, 0.99, final=False)] for c in cells})
+    with pytest.raises(ValueError, match="final training accuracy"):
+        Z.grid_table(running_only, cells)
+
+
+def test_the_l2_penalty_is_lambda_over_two_on_kernels_only_and_goes_through_momentum():
+    recipe = Z.ZhangRecipe(0.1, weight_decay=0.01)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(2)])
+    assert recipe.penalize(model) == 2
+    kernels = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights if w.path.endswith("/kernel")]
+    total = sum(float(keras.ops.convert_to_numpy(loss)) for loss in model.losses)
+    assert total == pytest.approx(0.01 / 2 * sum(float(np.sum(k**2)) for k in kernels), rel=1e-5)
+    # with zero data gradient, SGD + momentum on the penalty: v ← βv − ηλw, w ← w + v (Keras' form)
+    var = keras.Variable(np.ones(3, "float32"))
+    var.regularizer = keras.regularizers.L2(recipe.weight_decay / 2)
+    opt = keras.optimizers.SGD(0.1, momentum=0.9)
+    w, v = np.ones(3), np.zeros(3)
+    for _ in range(5):
+        grad = keras.ops.convert_to_numpy(2 * (recipe.weight_decay / 2) * var)  # d/dw of (λ/2)·Σw²
+        opt.apply_gradients([(keras.ops.convert_to_tensor(grad), var)])
+        v = 0.9 * v - 0.1 * 0.01 * w
+        w = w + v
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(var), w, rtol=1e-5)
 
 
 def test_zhang_inception_has_the_papers_parameter_count_and_scales():
