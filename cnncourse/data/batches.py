@@ -60,10 +60,16 @@ class CompiledAugment:
         self.compiled = keras.backend.backend() == "jax" and isinstance(layer, keras.layers.Layer)
         self._lock = threading.Lock()  # the eager path sets shared seed states, then calls: one thread at a time
         if self.compiled:
+            import inspect
+
             import jax
 
+            # Layer.__call__ drops ``training`` for a layer whose call() has no such argument
+            # (Rescaling, say); stateless_call passes it on, so ask only where it is understood.
+            kwargs = {"training": True} if "training" in inspect.signature(layer.call).parameters else {}
+
             def call(states, x):
-                out, _ = layer.stateless_call(self._trainable, states, x, training=True)
+                out, _ = layer.stateless_call(self._trainable, states, x, **kwargs)
                 return out
 
             self._call = jax.jit(call)
