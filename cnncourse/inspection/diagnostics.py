@@ -226,6 +226,13 @@ def random_mlp_activations(
     ``std = init_std(init, fan_in, width)``. No training: it shows what the *initial* forward
     pass does to the signal. ``rng`` is required so every run gives the same numbers.
     """
+    return _random_mlp_forward(x, depth, width, init, activation, rng)[3]
+
+
+def _random_mlp_forward(
+    x: np.ndarray, depth: int, width: int, init: str | float, activation: str, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The shared forward pass: each layer's input, weights, pre-activation and output."""
     if activation not in _NUMPY_ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(_NUMPY_ACTIVATIONS)}, got {activation!r}")
     depth, width = checks.positive_int("depth", depth), checks.positive_int("width", width)
@@ -233,13 +240,17 @@ def random_mlp_activations(
     h = np.asarray(x, dtype=np.float64)
     if h.ndim != 2:
         raise ValueError(f"x must be a 2-D (batch, features) array, got shape {h.shape}")
-    hidden = []
+    inputs, weights, pre, hidden = [], [], [], []
     for _ in range(depth):
         fan_in = h.shape[1]
         w = rng.standard_normal((fan_in, width)) * init_std(init, fan_in, width)
-        h = act(h @ w)
+        z = h @ w
+        inputs.append(h)
+        weights.append(w)
+        pre.append(z)
+        h = act(z)
         hidden.append(h)
-    return hidden
+    return inputs, weights, pre, hidden
 
 
 _NUMPY_DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {  # f'(z), given z and h = f(z)
@@ -288,23 +299,8 @@ def random_mlp_gradients(
     of an activation, which shrinks going forward, and an error, which shrinks going
     backward), and notebook 04 answers it from these numbers.
     """
-    if activation not in _NUMPY_ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(_NUMPY_ACTIVATIONS)}, got {activation!r}")
-    depth, width = checks.positive_int("depth", depth), checks.positive_int("width", width)
-    act, dact = _NUMPY_ACTIVATIONS[activation], _NUMPY_DERIVATIVES[activation]
-    h = np.asarray(x, dtype=np.float64)
-    if h.ndim != 2:
-        raise ValueError(f"x must be a 2-D (batch, features) array, got shape {h.shape}")
-    inputs, weights, pre, hidden = [], [], [], []
-    for _ in range(depth):
-        fan_in = h.shape[1]
-        w = rng.standard_normal((fan_in, width)) * init_std(init, fan_in, width)
-        z = h @ w
-        inputs.append(h)
-        weights.append(w)
-        pre.append(z)
-        h = act(z)
-        hidden.append(h)
+    inputs, weights, pre, hidden = _random_mlp_forward(x, depth, width, init, activation, rng)
+    depth, dact, h = len(hidden), _NUMPY_DERIVATIVES[activation], hidden[-1]
     g = rng.standard_normal(h.shape) if upstream is None else np.asarray(upstream, dtype=np.float64)
     if g.shape != h.shape:
         raise ValueError(f"upstream must have the output's shape {h.shape}, got {g.shape}")
