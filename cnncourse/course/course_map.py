@@ -52,12 +52,12 @@ def _budget() -> dict[str, RunTime]:
     return {"smoke": RunTime(1.0), "cpu": RunTime(10.0), "gpu": RunTime(None)}
 
 
-def _gpu_estimate(filename: str) -> RunTime:
+def _gpu_estimate(filename: str, times: Mapping[str, Mapping[str, RunTime]]) -> RunTime:
     """Until a GPU run is recorded: the estimate of :mod:`cnncourse.course.gpu_check`."""
     from cnncourse.course.gpu_check import estimate
 
     try:
-        found = estimate(filename)
+        found = estimate(filename, times=times)
     except ValueError:  # no CPU throughput table to scale from
         found = None
     return RunTime(None) if found is None else RunTime(max(found.minutes, 0.1), estimated=True)
@@ -112,9 +112,9 @@ class NotebookInfo:
     @property
     def minutes(self) -> Mapping[str, RunTime]:
         """Minutes per profile: the recorded time where there is one, else the design budget."""
-        times = _budget()
-        times["gpu"] = _gpu_estimate(self.filename)
-        for name, rows in measured_times().items():
+        times, measured = _budget(), measured_times()
+        times["gpu"] = _gpu_estimate(self.filename, measured)
+        for name, rows in measured.items():
             if self.filename in rows:
                 times[name] = rows[self.filename]
         return MappingProxyType(times)

@@ -185,7 +185,7 @@ def estimate(notebook: str | Path, *, times: Mapping[str, Mapping[str, object]] 
     for n in names:
         gpu = PROFILES["gpu"][n]
         n_steps = -(-(gpu.train_size or TRAIN_IMAGES) // gpu.batch_size) * gpu.epochs * gpu.seeds * _variants(gpu)
-        scaled = train_cpu * cpu_work[n] / total * work(gpu) / cpu_work[n] / rate
+        scaled = train_cpu * work(gpu) / total / rate  # its share of the cpu time × its gpu/cpu work ratio
         training += max(scaled, n_steps * STEP_SECONDS / 60, float(gpu.option("budget_minutes", 0)))
         steps += n_steps
     return Estimate(round(overhead + training, 2), overhead, training, steps, tuple(names))
