@@ -40,6 +40,7 @@ import keras
 import numpy as np
 
 from cnncourse import checks
+from cnncourse.backend import acceleration  # precision and XLA per device: the recipe's compile settings
 from cnncourse.experiments import cache as result_cache
 from cnncourse.experiments.results import RunResult
 from cnncourse.experiments.schedules import OneCycle, steps_per_epoch
@@ -221,15 +222,6 @@ def augmenter(recipe: Recipe, seed: int = 0) -> keras.Sequential | None:
 
 def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[np.asarray(y).reshape(-1)]
-
-
-def acceleration():
-    """Precision and XLA for this device (:func:`cnncourse.backend.acceleration`): on a GPU mixed
-    16-bit precision and XLA; on a CPU float32, XLA on JAX only (op by op JAX is several times
-    slower; TensorFlow's default CPU kernels beat its XLA path on these small networks)."""
-    from cnncourse.backend import acceleration as chosen
-
-    return chosen()
 
 
 def on_gpu() -> bool:
