@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from cnncourse import checks
 from cnncourse.profiles import ENV_VAR, PROFILES, Experiment, Profile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ REPORT = ROOT / "results" / "gpu_check.md"
 DRY_COUNTS: Mapping[str, int | float] = {
     "ascent_steps": 2, "embed_points": 40, "budget_minutes": 0.1, "ensemble": 2,
     "ablation_epochs": 1, "dist_epochs": 1, "range_steps": 2, "sweep_epochs": 1, "where_epochs": 1,
-    "where_check": 4, "cycles": 2, "steps": 2, "eager_steps": 1,
+    "where_check": 4, "cycles": 2, "steps": 2, "eager_steps": 1, "race_epochs": 1,
 }
 # → the dry training size (``*_train``) or one batch (the others)
 DRY_SIZES = ("ablation_train", "ablation_test", "dist_train", "dist_test", "sweep_train", "validation",
@@ -186,7 +187,10 @@ def estimate(notebook: str | Path, *, times: Mapping[str, Mapping[str, object]] 
         gpu = PROFILES["gpu"][n]
         n_steps = -(-(gpu.train_size or TRAIN_IMAGES) // gpu.batch_size) * gpu.epochs * gpu.seeds * _variants(gpu)
         scaled = train_cpu * work(gpu) / total / rate  # its share of the cpu time × its gpu/cpu work ratio
-        training += max(scaled, n_steps * STEP_SECONDS / 60, float(gpu.option("budget_minutes", 0)))
+        budget = float(gpu.option("budget_minutes", 0))
+        if "race_epochs" in gpu.options:  # the baseline of the race trains for the same budget
+            training += budget
+        training += max(scaled, n_steps * STEP_SECONDS / 60, budget)
         steps += n_steps
     return Estimate(round(overhead + training, 2), overhead, training, steps, tuple(names))
 
@@ -208,10 +212,12 @@ class Row:
     minutes: float | None = None
 
 
-def report(rows: Sequence[Row], device: str, budget: float) -> str:
+def report(rows: Sequence[Row], device: str, budget: float, *, jobs: int = 1, wall: float | None = None) -> str:
+    together = f"{jobs} notebooks at a time" if jobs > 1 else "one notebook at a time"
+    took = "" if wall is None else f" The whole run took {wall:.1f} min of wall-clock time."
     lines = [f"# The `gpu` profile on {device}", "",
-             f"`python -m cnncourse gpu-check`, budget {budget:g} min of device time; "
-             "estimates as in the course map.", "",
+             f"`python -m cnncourse gpu-check --jobs {jobs}`, budget {budget:g} min of device time, {together}; "
+             f"estimates as in the course map (each notebook alone).{took}", "",
              "| notebook | estimate (min) | measured (min) | status |", "|:---|---:|---:|:---|"]
     for r in rows:
         est = "—" if r.estimate is None else f"{r.estimate:.1f}"
@@ -220,45 +226,88 @@ def report(rows: Sequence[Row], device: str, budget: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def makespan(minutes: Sequence[float], jobs: int) -> float:
+    """Minutes until ``jobs`` parallel runners finish tasks of ``minutes``, longest first.
+
+    The longest-first greedy order (each task to the runner free first) is what :func:`check` uses,
+    so this is the wall-clock estimate of a ``--jobs`` run.
+    """
+    jobs = checks.integer("jobs", jobs, minimum=1)
+    ends = [0.0] * jobs
+    for m in sorted(minutes, reverse=True):
+        i = ends.index(min(ends))
+        ends[i] += m
+    return max(ends)
+
+
 def check(notebooks: Sequence[Path], *, budget_minutes: float, out_dir: Path, allow_cpu: bool = False,
-          report_path: Path = REPORT) -> list[Row]:
-    """Run ``notebooks`` in the ``gpu`` profile within ``budget_minutes``; record what ran."""
+          report_path: Path = REPORT, jobs: int = 1) -> list[Row]:
+    """Run ``notebooks`` in the ``gpu`` profile within ``budget_minutes``; record what ran.
+
+    ``jobs`` > 1 runs that many notebooks at once, longest estimate first, in kernels that share
+    the device: the course's networks are small, so one keeps a large GPU a few percent busy
+    and most of each notebook's time is host work (start-up, compilation, input, plotting)
+    that overlaps. JAX is then told not to reserve most of the GPU's memory for the first
+    kernel, TensorFlow to grow its share as needed. A notebook starts only if its estimate fits
+    the time left; one that does not is skipped and listed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from cnncourse import device_description
     from cnncourse.course.runner import NotebookFailed, execute, record_timings
     from cnncourse.profiles import gpu_available
 
     if budget_minutes <= 0:
         raise ValueError(f"budget_minutes must be positive, got {budget_minutes!r}")
+    jobs = checks.integer("jobs", jobs, minimum=1)
     if not allow_cpu and not gpu_available():
         raise ValueError("the Keras backend sees no GPU: gpu-check measures the gpu profile on a GPU "
                          "(KERAS_BACKEND=jax with jax[cuda], or TensorFlow's GPU build); "
                          "--allow-cpu runs it anyway (for testing the command)")
     os.environ[ENV_VAR] = "gpu"
+    if jobs > 1:  # the kernels inherit these: several processes share one GPU's memory
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     device = device_description()
     deadline = time.monotonic() + budget_minutes * 60
-    rows: list[Row] = []
-    for nb in notebooks:
-        left = (deadline - time.monotonic()) / 60
-        guess = estimate_minutes(nb)
+    guesses = {nb: estimate_minutes(nb) for nb in notebooks}
+    # longest first (unknown estimates count as long): the order that finishes a parallel run soonest
+    order = sorted(notebooks, key=lambda nb: -(guesses[nb] if guesses[nb] is not None else float("inf")))
+    rows: dict[Path, Row] = {}
+    done_runs = []
+
+    def run_one(nb: Path) -> None:
+        left, guess = (deadline - time.monotonic()) / 60, guesses[nb]
         if left <= 0 or (guess is not None and guess > left):
-            rows.append(Row(nb.name, guess, f"skipped: {left:.1f} min of the budget left"))
+            rows[nb] = Row(nb.name, guess, f"skipped: {left:.1f} min of the budget left")
             print(f"{nb.name}: skipped ({left:.1f} min left, estimate {guess})", flush=True)
-            continue
+            return
         print(f"{nb.name}: running (estimate {guess} min, {left:.1f} min left) ...", flush=True)
         try:
             done = execute(nb, out_dir, timeout=max(int(left * 60), 1))
         except NotebookFailed as exc:
             error = " ".join(exc.error.split()).replace("|", "/")[:200]
-            rows.append(Row(nb.name, guess, f"failed: cell {exc.cell_index}: {error}"))
-            print(f"  FAILED: {exc}", flush=True)
-            continue
-        record_timings([done], "gpu")
-        rows.append(Row(nb.name, guess, "ran", round(done.seconds / 60, 2)))
-        print(f"  ok in {done.seconds:.0f} s", flush=True)
+            rows[nb] = Row(nb.name, guess, f"failed: cell {exc.cell_index}: {error}")
+            print(f"{nb.name}: FAILED: {exc}", flush=True)
+            return
+        done_runs.append(done)
+        rows[nb] = Row(nb.name, guess, "ran", round(done.seconds / 60, 2))
+        print(f"{nb.name}: ok in {done.seconds:.0f} s", flush=True)
+
+    started = time.monotonic()
+    if jobs == 1:
+        for nb in notebooks:  # in course order
+            run_one(nb)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(run_one, order))
+    record_timings(sorted(done_runs, key=lambda d: d.notebook.name), "gpu")  # one writer, after every run
+    ordered = [rows[nb] for nb in notebooks]
     report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(report(rows, device, budget_minutes), encoding="utf-8")
+    report_path.write_text(report(ordered, device, budget_minutes, jobs=jobs,
+                                  wall=(time.monotonic() - started) / 60), encoding="utf-8")
     print(f"wrote {report_path}", flush=True)
-    return rows
+    return ordered
 
 
 def cli(argv: list[str]) -> int:
@@ -268,18 +317,23 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: all, in order)")
     parser.add_argument("--budget-minutes", type=float, default=9.0, help="device time for the notebooks")
     parser.add_argument("--out", type=Path, default=BUILD_DIR / "gpu", help="executed notebooks go here")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks run at once on the one device (longest first)")
     parser.add_argument("--allow-cpu", action="store_true", help="run even where Keras sees no GPU")
     parser.add_argument("--estimates", action="store_true", help="print the estimates and exit")
     args = parser.parse_args(argv)
     notebooks = args.notebooks or course_notebooks()
     if args.estimates:
-        for nb in notebooks:
-            found = estimate(nb)
-            print(f"{nb.name}: " + ("no cpu time measured" if found is None else
-                  f"{found.minutes:.1f} min ({found.steps} steps; {', '.join(found.experiments) or 'no training'})"))
+        found = {nb: estimate(nb) for nb in notebooks}
+        for nb, e in found.items():
+            print(f"{nb.name}: " + ("no cpu time measured" if e is None else
+                  f"{e.minutes:.1f} min ({e.steps} steps; {', '.join(e.experiments) or 'no training'})"))
+        minutes = [e.minutes for e in found.values() if e is not None]
+        print(f"one at a time: {sum(minutes):.1f} min; {args.jobs} at a time, longest first: "
+              f"{makespan(minutes, args.jobs):.1f} min (of a budget of {args.budget_minutes:g})")
         return 0
     try:
-        rows = check(notebooks, budget_minutes=args.budget_minutes, out_dir=args.out, allow_cpu=args.allow_cpu)
+        rows = check(notebooks, budget_minutes=args.budget_minutes, out_dir=args.out, allow_cpu=args.allow_cpu,
+                     jobs=args.jobs)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,37 @@ def test_gpu_recipe_trains_one_step_in_mixed_precision(tiny, monkeypatch):
     result, model = recipe.train(recipe.Recipe(), tiny(run), run, seed=0)
     assert any("bfloat16" in str(layer.dtype_policy) for layer in model.layers)
     assert np.isfinite(result.history["loss"][-1]) and 0.0 <= result.reported_test_accuracy <= 1.0
+
+
+def test_parallel_gpu_check_runs_longest_first_and_reports_in_course_order(tmp_path, monkeypatch):
+    from cnncourse.course import runner
+
+    assert gpu_check.makespan([5, 4, 3, 3, 3], 2) == 10  # longest first, greedily (the optimum, 5+4 | 3+3+3, is 9)
+    assert gpu_check.makespan([2.0, 1.0], 1) == 3.0 and gpu_check.makespan([], 3) == 0.0
+    with pytest.raises(ValueError, match="jobs"):
+        gpu_check.makespan([1.0], 0)
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+            "source": "import os\nprint(os.environ['CNNCOURSE_PROFILE'], os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'])"}
+    paths = []
+    for name in ("97_a.ipynb", "98_b.ipynb", "99_c.ipynb"):
+        nb = tmp_path / name
+        nb.write_text(json.dumps({"cells": [cell], "nbformat": 4, "nbformat_minor": 5, "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}))
+        paths.append(nb)
+    monkeypatch.setattr(runner, "TIMINGS_FILE", tmp_path / "timings.json")
+    monkeypatch.setenv("CNNCOURSE_PROFILE", "cpu")
+    for var in ("XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH"):  # recorded, so restored afterwards
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    guesses = {"97_a.ipynb": 0.5, "98_b.ipynb": 99.0, "99_c.ipynb": None}
+    monkeypatch.setattr(gpu_check, "estimate_minutes", lambda nb: guesses[Path(nb).name])
+    with pytest.raises(ValueError, match="jobs"):
+        gpu_check.check(paths, budget_minutes=5, out_dir=tmp_path / "out", allow_cpu=True, jobs=0)
+    rows = gpu_check.check(paths, budget_minutes=5, out_dir=tmp_path / "out", allow_cpu=True, jobs=2,
+                           report_path=tmp_path / "report.md")
+    assert [r.notebook for r in rows] == ["97_a.ipynb", "98_b.ipynb", "99_c.ipynb"]  # course order
+    assert [r.status.split(":")[0] for r in rows] == ["ran", "skipped", "ran"]  # 99 min never fits 5
+    assert set(json.loads((tmp_path / "timings.json").read_text())["gpu"]) == {"97_a.ipynb", "99_c.ipynb"}
+    out = json.loads((tmp_path / "out" / "97_a.ipynb").read_text())["cells"][0]["outputs"][0]["text"]
+    assert "".join(out).split() == ["gpu", "false"]  # the kernels share the GPU's memory
+    assert "--jobs 2" in (tmp_path / "report.md").read_text()
