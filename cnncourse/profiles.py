@@ -105,7 +105,7 @@ _SMOKE = {
     "degradation": E(1_000, 200, epochs=2, batch_size=64, options={"depths": (8, 14)}),
     "inside": E(3_000, 1_000, epochs=1, batch_size=64, options={"ascent_steps": 30, "embed_points": 400, "where_train": 3_000, "where_epochs": 3, "where_check": 12}),
     "transfer": E(20, 500, epochs=5, batch_size=10, seeds=2),
-    "recipe": E(2_000, 1_000, epochs=1, batch_size=128, seeds=1, options={"budget_minutes": 1, "target": 0.93, "ablation_train": 1_024, "ablation_test": 500, "ablation_epochs": 1, "ingredients": ("label smoothing", "test-time flip"), "ensemble": 2, "dist_train": 512, "dist_test": 500, "dist_epochs": 1}),
+    "recipe": E(2_000, 1_000, epochs=1, batch_size=128, seeds=1, options={"budget_minutes": 1, "target": 0.93, "ablation_train": 1_024, "ablation_test": 500, "ablation_epochs": 1, "ingredients": ("label smoothing", "test-time flip"), "race_epochs": 2, "ensemble": 2, "dist_train": 512, "dist_test": 500, "dist_epochs": 1}),
     "precision": E(None, None, epochs=1, batch_size=128, options={"steps": 2, "eager_steps": 1, "compare_xla": False}),
     "exercises": E(1_000, 500, epochs=1, batch_size=64, seeds=1),
 }
@@ -126,7 +126,7 @@ _CPU = {
     "degradation": E(2_000, 500, epochs=6, batch_size=64, seeds=2, options={"depths": (20, 44)}),
     "inside": E(30_000, 5_000, epochs=3, batch_size=128, options={"ascent_steps": 100, "embed_points": 1000, "where_train": 10_000, "where_epochs": 4, "where_check": 40}),
     "transfer": E(20, 2_000, epochs=30, batch_size=10, seeds=5),
-    "recipe": E(None, None, epochs=10, batch_size=256, seeds=1, options={"budget_minutes": 10, "target": 0.93, "ablation_train": 10_000, "ablation_test": 5_000, "ablation_epochs": 3, "ingredients": None, "ensemble": 3, "dist_train": 6_000, "dist_test": 2_000, "dist_epochs": 2}),
+    "recipe": E(None, None, epochs=10, batch_size=256, seeds=1, options={"budget_minutes": 10, "target": 0.93, "ablation_train": 10_000, "ablation_test": 5_000, "ablation_epochs": 3, "ingredients": None, "race_epochs": 100, "ensemble": 3, "dist_train": 6_000, "dist_test": 2_000, "dist_epochs": 2}),
     "precision": E(None, None, epochs=1, batch_size=256, options={"steps": 12, "eager_steps": 3, "compare_xla": True}),
     "exercises": E(3_000, 1_000, epochs=2, batch_size=64, seeds=1),
 }
@@ -150,7 +150,7 @@ _GPU = {
     "degradation": E(None, None, epochs=20, batch_size=128, seeds=2, options={"depths": (20, 56)}),
     "inside": E(None, None, epochs=10, batch_size=128, options={"ascent_steps": 200, "embed_points": 2000, "where_train": 60_000, "where_epochs": 10, "where_check": 200}),
     "transfer": E(20, None, epochs=30, batch_size=10, seeds=10),
-    "recipe": E(None, None, epochs=20, batch_size=512, seeds=3, options={"budget_minutes": 2, "target": 0.95, "ablation_train": 60_000, "ablation_test": 10_000, "ablation_epochs": 10, "ingredients": None, "ensemble": 3, "dist_train": 60_000, "dist_test": 10_000, "dist_epochs": 5}),
+    "recipe": E(None, None, epochs=20, batch_size=512, seeds=3, options={"budget_minutes": 2, "target": 0.95, "ablation_train": 60_000, "ablation_test": 10_000, "ablation_epochs": 10, "ingredients": None, "race_epochs": 100, "ensemble": 3, "dist_train": 60_000, "dist_test": 10_000, "dist_epochs": 5}),
     "precision": E(None, None, epochs=1, batch_size=512, options={"steps": 30, "eager_steps": 3, "compare_xla": True}),
     "exercises": E(10_000, 2_000, epochs=3, batch_size=128, seeds=1),
 }

@@ -56,6 +56,7 @@ from cnncourse.data.registry import (
     MANIFEST_FILE,
     NAMES,
     DatasetInfo,
+    flips_keep_labels,
     info,
     manifest,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "cli",
     "download",
     "fetch",
+    "flips_keep_labels",
     "formats",
     "info",
     "load",

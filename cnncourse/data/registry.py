@@ -184,3 +184,16 @@ def _shipped_class_names() -> dict[str, tuple[str, ...]]:
 
 # The class names of each dataset, in label order (from the shipped manifest).
 CLASS_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(_shipped_class_names())
+
+# Whether a horizontal mirror keeps an image's label: it does for garments and objects, not for
+# handwriting (a mirrored 2 is no digit, a mirrored 7 barely one). Random flips and test-time
+# flip averaging ask this before they mirror anything.
+_FLIPS_KEEP_LABELS: Mapping[str, bool] = MappingProxyType({"mnist": False, "fashion_mnist": True, "cifar10": True})
+
+
+def flips_keep_labels(name: str) -> bool:
+    """True where a horizontally mirrored image has the same label (``fashion_mnist``, ``cifar10``).
+
+    A dataset of a custom manifest is not known to be mirror-safe, so it is never flipped.
+    """
+    return _FLIPS_KEEP_LABELS.get(check_name(name), False)

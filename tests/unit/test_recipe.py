@@ -278,3 +278,35 @@ def test_a_damaged_ablation_cache_is_reported_and_retrained(tmp_path, monkeypatc
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cache ")]
     assert len(lines) == 1 and "training again" in lines[0]
     assert json.loads(path.read_text())["entries"]["ablation"]["result"]["rows"]["full recipe"]["label"] == "full recipe"
+
+
+def test_flips_only_where_a_mirror_keeps_the_label():
+    from cnncourse import data
+
+    assert data.flips_keep_labels("fashion_mnist") and data.flips_keep_labels("cifar10")
+    assert not data.flips_keep_labels("mnist")  # a mirrored 2 is no digit
+    with pytest.raises(ValueError, match="valid names"):
+        data.flips_keep_labels("svhn")
+    digits = recipe.Recipe.for_dataset("mnist")
+    assert not digits.flip and not digits.tta and recipe.augmenter(digits) is None
+    assert recipe.Recipe.for_dataset("fashion_mnist") == recipe.Recipe()
+    assert recipe.Recipe.for_dataset("mnist", width=8, tta=True) == recipe.Recipe(width=8, flip=False, tta=True)
+    # the ablation does not train "without flips" for a recipe that never flips
+    assert recipe.ingredients_of(recipe.Recipe()) == list(recipe.ABLATIONS)
+    assert recipe.ingredients_of(digits) == [k for k in recipe.ABLATIONS if k not in ("horizontal flip", "test-time flip")]
+
+
+def test_race_baseline_trains_for_the_budget_and_is_cached(tmp_path, monkeypatch, capsys):
+    split = tiny_split(n_train=128, n_test=64)
+    cache = tmp_path / "race.json"
+    stopped = recipe.race_baseline(split, budget_seconds=1e-6, max_epochs=3, cache=cache)
+    assert stopped.stopped_by_budget and stopped.epochs == 1 and stopped.label == "keras-io convnet"
+    full = recipe.race_baseline(split, budget_seconds=3600, max_epochs=2, cache=cache)
+    assert not full.stopped_by_budget and full.epochs == 2  # max_epochs ends a run the budget does not
+    monkeypatch.setattr(recipe, "train_keras_io", lambda *a, **k: pytest.fail("retrained despite a matching cache"))
+    capsys.readouterr()
+    again = recipe.race_baseline(split, budget_seconds=3600, max_epochs=2, cache=cache)
+    assert again.to_dict() == full.to_dict() and "reusing" in capsys.readouterr().out
+    for bad in ({"budget_seconds": 0, "max_epochs": 2}, {"budget_seconds": 10, "max_epochs": 0}):
+        with pytest.raises(ValueError):
+            recipe.race_baseline(split, cache=cache, **bad)
