@@ -203,12 +203,15 @@ def record_timings(done: list[Executed], name: str, path: Path | None = None) ->
 
 
 def run_course(
-    notebooks: list[Path], out_dir: Path = BUILD_DIR, *, timeout: int = 3600, store: bool = False
+    notebooks: list[Path], out_dir: Path = BUILD_DIR, *, timeout: int = 3600, store: bool = False,
+    record: bool = False,
 ) -> list[Executed]:
     """Execute notebooks in order, printing a line each; stop at the first failure.
 
     ``store=True`` copies each executed notebook over its source (the stored outputs readers see)
-    and records its run time in ``results/timings.json``, which the course map reads.
+    and records its run time in ``results/timings.json``, which the course map reads;
+    ``record=True`` records the time only (the smoke profile's times, which the gpu estimates
+    count as start-up, without storing smoke outputs over the cpu run's).
     """
     if not notebooks:
         raise ValueError(f"no notebooks to run (looked for NN_*.ipynb in {NOTEBOOK_DIR})")
@@ -225,6 +228,7 @@ def run_course(
         done.append(result)
         if store:
             shutil.copyfile(result.ipynb, nb)
+        if store or record:
             record_timings([result], name)
         where = result.html.relative_to(out_dir.parent) if out_dir.parent in result.html.parents else result.html
         print(f"ok in {result.seconds:.0f} s → {where}{' (stored)' if store else ''}", flush=True)
@@ -243,12 +247,15 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
     parser.add_argument("--store", action="store_true",
                         help="copy each executed notebook over its source and record its time (results/timings.json)")
+    parser.add_argument("--record", action="store_true",
+                        help="record each notebook's time in results/timings.json without storing it")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines are noise in a notebook
     try:
         # decide the profile once, here: every kernel inherits it from the environment
         os.environ[ENV_VAR] = profile(args.profile).name
-        run_course(args.notebooks or course_notebooks(), args.out, timeout=args.timeout, store=args.store)
+        run_course(args.notebooks or course_notebooks(), args.out, timeout=args.timeout, store=args.store,
+                   record=args.record)
     except (NotebookFailed, ValueError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 1

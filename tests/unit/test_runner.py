@@ -95,3 +95,14 @@ def test_store_copies_the_run_over_the_source_and_records_its_time(tmp_path, mon
     timings = json.loads((tmp_path / "results" / "timings.json").read_text())
     assert set(timings["smoke"]["00_a.ipynb"]) == {"minutes", "machine", "date", "backend"}
     assert "(stored)" in capsys.readouterr().out
+
+
+def test_record_keeps_the_source_and_records_the_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNNCOURSE_PROFILE", "smoke")
+    monkeypatch.setattr(runner, "TIMINGS_FILE", tmp_path / "results" / "timings.json")
+    nb = write_notebook(tmp_path / "00_a.ipynb", "print(6 * 7)")
+    before = nb.read_text()
+    runner.run_course([nb], tmp_path / "build", record=True)
+    assert nb.read_text() == before  # the stored notebook is untouched
+    timings = json.loads((tmp_path / "results" / "timings.json").read_text())
+    assert set(timings["smoke"]) == {"00_a.ipynb"} and "(stored)" not in capsys.readouterr().out
