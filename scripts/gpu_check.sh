@@ -26,6 +26,7 @@ status=0
 "$PY" -m cnncourse gpu-check --budget-minutes "$BUDGET" --jobs "$JOBS" || status=1
 "$PY" benchmarks/throughput.py --size 224 --batch 64 --steps 10 --dtype mixed_bfloat16 --write || status=1
 "$PY" benchmarks/augmentation.py --batch-size 512 --write || status=1
+"$PY" benchmarks/precision.py --batch 512 --steps 30 --write || status=1  # notebook 10 shows this table
 "$PY" benchmarks/time_to_accuracy.py --budget 60 --write || status=1
 if [ -n "${OUT:-}" ]; then  # one archive: a borrowed machine returns only a few files
     tar czf "$OUT/gpu_results.tgz" results/gpu_check.md results/timings.json benchmarks/results build/gpu/*.ipynb 2>/dev/null

@@ -248,3 +248,14 @@ def test_parallel_gpu_check_runs_longest_first_and_reports_in_course_order(tmp_p
     out = json.loads((tmp_path / "out" / "97_a.ipynb").read_text())["cells"][0]["outputs"][0]["text"]
     assert "".join(out).split() == ["gpu", "false"]  # the kernels share the GPU's memory
     assert "--jobs 2" in (tmp_path / "report.md").read_text()
+
+
+def test_the_gpu_script_runs_every_benchmark_a_gpu_table_is_promised_for():
+    root = Path(__file__).resolve().parents[2]
+    script = (root / "scripts" / "gpu_check.sh").read_text()
+    # input_pipeline.py compares TensorFlow and JAX side by side: the GPU machine has no TensorFlow
+    not_on_the_gpu = {"input_pipeline.py"}
+    for bench in sorted((root / "benchmarks").glob("*.py")):
+        if bench.name not in not_on_the_gpu:
+            assert f"benchmarks/{bench.name}" in script and "--write" in script, f"gpu_check.sh does not run {bench.name}"
+    assert "--jobs" in script and "gpu-check" in script
