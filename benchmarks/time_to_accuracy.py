@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     split = data.load_split(args.dataset, train_size=run.train_size, test_size=run.test_size, image_size=image_size)
     args.train_desc = f"{len(split.x_train):,} images"
     args.test_desc = f"{len(split.x_test):,} images"
-    base = recipe.Recipe.for_dataset(args.dataset, **({"width": 8} if args.quick else {}))
+    base = recipe.Recipe.for_run(args.dataset, run, **({"width": 8} if args.quick else {}))
     args.recipe_desc = f"{base}, batch {run.batch_size}"
     load_start = os.getloadavg()[0]
     results = []

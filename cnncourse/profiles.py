@@ -87,7 +87,8 @@ E = Experiment  # short alias that keeps the tables below readable
 #   inside          09  the network the notebook looks inside; where_*: the scene classifier whose maps are
 #                       checked against known object places (scenes, epochs, scenes checked)
 #   transfer        09  pretrain on 8 classes → the 2 held-out ones from few images, vs scratch
-#   recipe          10  the fast, strong model
+#   recipe          10  the fast, strong model within `budget_minutes` (`recipe_width` × 16 channels, 1 if absent); the
+#                       keras-io convnet races it for the same budget (≤ `race_epochs`)
 #   precision       10  training steps in float32 / mixed bfloat16, with and without XLA (batch, timed steps)
 _SMOKE = {
     "convnet": E(2_000, 1_000, epochs=2, batch_size=128, options={"validation": 500}),
@@ -150,7 +151,7 @@ _GPU = {
     "degradation": E(None, None, epochs=20, batch_size=128, seeds=2, options={"depths": (20, 56)}),
     "inside": E(None, None, epochs=10, batch_size=128, options={"ascent_steps": 200, "embed_points": 2000, "where_train": 60_000, "where_epochs": 10, "where_check": 200}),
     "transfer": E(20, None, epochs=30, batch_size=10, seeds=10),
-    "recipe": E(None, None, epochs=20, batch_size=512, seeds=3, options={"budget_minutes": 2, "target": 0.95, "ablation_train": 60_000, "ablation_test": 10_000, "ablation_epochs": 10, "ingredients": None, "race_epochs": 100, "ensemble": 3, "dist_train": 60_000, "dist_test": 10_000, "dist_epochs": 5}),
+    "recipe": E(None, None, epochs=20, batch_size=512, seeds=3, options={"recipe_width": 3.0, "budget_minutes": 1, "target": 0.95, "ablation_train": 60_000, "ablation_test": 10_000, "ablation_epochs": 10, "ingredients": None, "race_epochs": 100, "ensemble": 3, "dist_train": 60_000, "dist_test": 10_000, "dist_epochs": 5}),
     "precision": E(None, None, epochs=1, batch_size=512, options={"steps": 30, "eager_steps": 3, "compare_xla": True}),
     "exercises": E(10_000, 2_000, epochs=3, batch_size=128, seeds=1),
 }

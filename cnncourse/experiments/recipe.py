@@ -124,6 +124,14 @@ class Recipe:
         mirror = flips_keep_labels(name)
         return cls(**{"flip": mirror, "tta": mirror, **changes})
 
+    @classmethod
+    def for_run(cls, name: str, run: Experiment, **changes: Any) -> Recipe:
+        """The recipe a profile's ``recipe`` row asks for on dataset ``name``: its width is
+        ``recipe_width`` times the default 16 channels (the ``gpu`` profile's network is wider:
+        a GPU runs it in the same seconds), its flips follow :meth:`for_dataset`."""
+        width = round(cls.width * float(run.option("recipe_width", 1.0)))
+        return cls.for_dataset(name, **{"width": width, **changes})
+
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
 

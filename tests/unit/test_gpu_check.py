@@ -211,7 +211,9 @@ def test_gpu_recipe_trains_one_step_in_mixed_precision(tiny, monkeypatch):
     monkeypatch.setenv("CNNCOURSE_PRECISION", "mixed_bfloat16")
     monkeypatch.setenv("CNNCOURSE_JIT_COMPILE", "1")
     run = dry_run(GPU["recipe"], steps=1)
-    result, model = recipe.train(recipe.Recipe(), tiny(run), run, seed=0)
+    base = recipe.Recipe.for_run("fashion_mnist", run)
+    assert base.width == 48  # the gpu profile's wider network, at its batch size
+    result, model = recipe.train(base, tiny(run), run, seed=0)
     assert any("bfloat16" in str(layer.dtype_policy) for layer in model.layers)
     assert np.isfinite(result.history["loss"][-1]) and 0.0 <= result.reported_test_accuracy <= 1.0
 

@@ -291,6 +291,9 @@ def test_flips_only_where_a_mirror_keeps_the_label():
     assert not digits.flip and not digits.tta and recipe.augmenter(digits) is None
     assert recipe.Recipe.for_dataset("fashion_mnist") == recipe.Recipe()
     assert recipe.Recipe.for_dataset("mnist", width=8, tta=True) == recipe.Recipe(width=8, flip=False, tta=True)
+    assert recipe.Recipe.for_run("mnist", Experiment(None, None, epochs=1, batch_size=8)) == digits  # width 16
+    assert recipe.Recipe.for_run("cifar10", Experiment(None, None, epochs=1, batch_size=8,
+                                                       options={"recipe_width": 1.5})).width == 24
     # the ablation does not train "without flips" for a recipe that never flips
     assert recipe.ingredients_of(recipe.Recipe()) == list(recipe.ABLATIONS)
     assert recipe.ingredients_of(digits) == [k for k in recipe.ABLATIONS if k not in ("horizontal flip", "test-time flip")]
