@@ -78,3 +78,15 @@ def test_every_check_cell_asserts(notebook):
                 f"{path.name} cell {index} is marked as a check but asserts nothing: add the assertion "
                 "that makes `make course` fail when the check fails"
             )
+
+
+def test_no_stray_return_values(notebook):
+    """A cell ending in ``claim(...)`` or ``in_band(...)`` shows the returned sentence or flag a second
+    time, as a quoted string or a bare True: noise beside the printed line (assign it: ``_ = ...``)."""
+    path, nb = notebook
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "execute_result":
+                text = "".join(output.get("data", {}).get("text/plain", ""))
+                assert not (text.startswith(("'", '"')) or text in ("True", "False", "None")), (
+                    f"{path.name} cell {index} displays its last value {text[:60]!r}: assign it (_ = ...)")
