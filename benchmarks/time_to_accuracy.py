@@ -13,6 +13,11 @@ the table, because on a shared machine every time here is an upper bound.
 how close each comes to the CPU targets (≥ 93 % within 4 minutes, ≥ 94 % within 10): the
 one-cycle schedule has to end inside its budget, so each length is its own run, not a cut.
 
+``--precision mixed_bfloat16`` trains the recipe in that dtype policy instead of the one
+:func:`cnncourse.backend.acceleration` picks (float32 on a CPU; notebook 10 measures a bfloat16 step
+at about 0.8× the time of a float32 one on a CPU with ``avx512_bf16``), and ``--lengths 7:240 18:600``
+trains the recipe at exactly those lengths (epochs:seconds); such a table has the policy in its name.
+
 ``--write`` saves the table as ``benchmarks/results/time_to_accuracy_<device>.md``;
 ``--quick`` trains on a small subset for a minute (for tests, not for the table).
 """
@@ -82,7 +87,8 @@ def table(results, args: argparse.Namespace, env: str, loads: tuple[float, float
         "validation passes that find the time-to-target are excluded); the target is checked once per "
         f"epoch on the single-view test accuracy; the final accuracy is the recipe's own (with test-time flips "
         f"where they keep labels). Recipe: `{args.recipe_desc}`; a row's budget stops its training, and its "
-        f"epochs set the length of its one-cycle schedule. "
+        f"epochs set the length of its one-cycle schedule; it trains in {args.accel.dtype_policy}"
+        f"{' with' if args.accel.jit_compile else ' without'} XLA ({args.accel.reason}). "
         f"keras-io convnet: Adam, batch {KERAS_IO_BATCH}, {args.keras_io_epochs} epochs, no augmentation.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
@@ -100,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=600.0, help="wall-clock training budget (s) of the recipe")
     parser.add_argument("--profile", default=None, help="profile whose 'recipe' row sizes the run (default: active)")
     parser.add_argument("--trials", action="store_true", help="also train the recipe at the lengths of TRIALS")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default=None,
+                        help="the recipe's dtype policy (default: what cnncourse.backend.acceleration() picks)")
+    parser.add_argument("--lengths", nargs="+", default=None, metavar="EPOCHS:SECONDS",
+                        help="train the recipe at exactly these lengths, e.g. 7:240 18:600")
     parser.add_argument("--quick", action="store_true", help="a small subset, 1 epoch each (a smoke test)")
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/time_to_accuracy_<device>.md")
     args = parser.parse_args(argv)
@@ -107,6 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need 0 < --target < 1 and --budget > 0")
     if args.quick and args.write:
         parser.error("--quick runs are smoke tests and are never written as a results table")
+    trials = list(TRIALS)
+    if args.lengths is not None:
+        try:
+            trials = [(int(e), float(b)) for e, b in (item.split(":") for item in args.lengths)]
+        except ValueError:
+            parser.error(f"--lengths takes EPOCHS:SECONDS pairs such as 7:240, got {' '.join(args.lengths)}")
+        if not all(e >= 1 and b > 0 for e, b in trials):
+            parser.error("--lengths needs epochs >= 1 and seconds > 0")
+        args.trials = True
+    if args.precision is not None:  # read by cnncourse.backend.acceleration(), which the recipe compiles with
+        from cnncourse.backend import PRECISION_VAR
+
+        os.environ[PRECISION_VAR] = args.precision
 
     import cnncourse
     from cnncourse import data
@@ -135,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     baseline, _ = recipe.train_keras_io(split, args.keras_io_epochs, batch_size=KERAS_IO_BATCH)
     results.append((baseline, None))
     print(f"keras-io convnet: {baseline.reported_test_accuracy:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
-    lengths = [(run.epochs, args.budget)] + (list(TRIALS) if args.trials and not args.quick else [])
+    from cnncourse.backend import acceleration
+
+    args.accel = acceleration()
+    lengths = [(run.epochs, args.budget)] + (trials if args.trials and not args.quick else [])
+    if args.lengths is not None and not args.quick:  # exactly the lengths asked for
+        lengths = trials
     for epochs, budget in sorted(set(lengths)):
         start = time.perf_counter()
         label = f"cnncourse recipe (fast ResNet), {epochs} epoch{'' if epochs == 1 else 's'}"
@@ -146,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        name = f"time_to_accuracy_{device_slug()}{'' if args.dataset == 'fashion_mnist' else '_' + args.dataset}.md"
+        name = (f"time_to_accuracy_{device_slug()}{'' if args.dataset == 'fashion_mnist' else '_' + args.dataset}"
+                f"{'' if args.precision is None else '_' + args.precision}.md")
         path = RESULTS / name
         path.write_text(text)
         print(f"wrote {path}")

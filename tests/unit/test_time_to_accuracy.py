@@ -34,3 +34,10 @@ def test_quick_is_never_written():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--write"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "never written" in proc.stderr
+
+
+@pytest.mark.parametrize("lengths", [["7"], ["seven:240"], ["0:240"], ["7:-1"]])
+def test_bad_trial_lengths_are_refused_before_any_training(lengths):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--lengths", *lengths], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "--lengths" in proc.stderr
