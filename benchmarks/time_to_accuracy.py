@@ -117,15 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need 0 < --target < 1 and --budget > 0")
     if args.quick and args.write:
         parser.error("--quick runs are smoke tests and are never written as a results table")
-    trials = list(TRIALS)
+    asked = None
     if args.lengths is not None:
         try:
-            trials = [(int(e), float(b)) for e, b in (item.split(":") for item in args.lengths)]
+            asked = [(int(e), float(b)) for e, b in (item.split(":") for item in args.lengths)]
         except ValueError:
             parser.error(f"--lengths takes EPOCHS:SECONDS pairs such as 7:240, got {' '.join(args.lengths)}")
-        if not all(e >= 1 and b > 0 for e, b in trials):
+        if not all(e >= 1 and b > 0 for e, b in asked):
             parser.error("--lengths needs epochs >= 1 and seconds > 0")
-        args.trials = True
     if args.precision is not None:  # read by cnncourse.backend.acceleration(), which the recipe compiles with
         from cnncourse.backend import PRECISION_VAR
 
@@ -161,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     from cnncourse.backend import acceleration
 
     args.accel = acceleration()
-    lengths = [(run.epochs, args.budget)] + (trials if args.trials and not args.quick else [])
-    if args.lengths is not None and not args.quick:  # exactly the lengths asked for
-        lengths = trials
+    if args.quick:
+        lengths = [(run.epochs, args.budget)]
+    elif asked is not None:  # exactly the lengths asked for
+        lengths = asked
+    else:
+        lengths = [(run.epochs, args.budget)] + (list(TRIALS) if args.trials else [])
     for epochs, budget in sorted(set(lengths)):
         start = time.perf_counter()
         label = f"cnncourse recipe (fast ResNet), {epochs} epoch{'' if epochs == 1 else 's'}"

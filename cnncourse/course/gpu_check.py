@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cnncourse import checks
-from cnncourse.profiles import ENV_VAR, PROFILES, Experiment, Profile
+from cnncourse.profiles import ENV_VAR, PROFILES, Experiment, Profile, gpu_available
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -66,8 +66,6 @@ def dry_run(exp: Experiment, steps: int = 2) -> Experiment:
     Batch size, model sizes and every option that selects a code path are kept; options that
     only count work shrink (:data:`DRY_COUNTS`).
     """
-    from cnncourse import checks
-
     steps = checks.positive_int("steps", steps)
     if not isinstance(exp, Experiment):
         raise ValueError(f"exp must be a cnncourse.profiles.Experiment, got {type(exp).__name__}")
@@ -195,8 +193,8 @@ def estimate(notebook: str | Path, *, times: Mapping[str, Mapping[str, object]] 
     return Estimate(round(overhead + training, 2), overhead, training, steps, tuple(names))
 
 
-def estimate_minutes(notebook: str | Path) -> float | None:
-    found = estimate(notebook)
+def estimate_minutes(notebook: str | Path, *, times: Mapping[str, Mapping[str, object]] | None = None) -> float | None:
+    found = estimate(notebook, times=times)
     return None if found is None else found.minutes
 
 
@@ -254,11 +252,10 @@ def check(notebooks: Sequence[Path], *, budget_minutes: float, out_dir: Path, al
     from concurrent.futures import ThreadPoolExecutor
 
     from cnncourse import device_description
+    from cnncourse.course.course_map import measured_times
     from cnncourse.course.runner import NotebookFailed, execute, record_timings
-    from cnncourse.profiles import gpu_available
 
-    if budget_minutes <= 0:
-        raise ValueError(f"budget_minutes must be positive, got {budget_minutes!r}")
+    checks.positive_float("budget_minutes", budget_minutes)
     jobs = checks.integer("jobs", jobs, minimum=1)
     if not allow_cpu and not gpu_available():
         raise ValueError("the Keras backend sees no GPU: gpu-check measures the gpu profile on a GPU "
@@ -270,7 +267,8 @@ def check(notebooks: Sequence[Path], *, budget_minutes: float, out_dir: Path, al
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     device = device_description()
     deadline = time.monotonic() + budget_minutes * 60
-    guesses = {nb: estimate_minutes(nb) for nb in notebooks}
+    times = measured_times()  # read once for every notebook's estimate
+    guesses = {nb: estimate_minutes(nb, times=times) for nb in notebooks}
     # longest first (unknown estimates count as long): the order that finishes a parallel run soonest
     order = sorted(notebooks, key=lambda nb: -(guesses[nb] if guesses[nb] is not None else float("inf")))
     rows: dict[Path, Row] = {}
@@ -323,7 +321,10 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     notebooks = args.notebooks or course_notebooks()
     if args.estimates:
-        found = {nb: estimate(nb) for nb in notebooks}
+        from cnncourse.course.course_map import measured_times
+
+        times = measured_times()
+        found = {nb: estimate(nb, times=times) for nb in notebooks}
         for nb, e in found.items():
             print(f"{nb.name}: " + ("no cpu time measured" if e is None else
                   f"{e.minutes:.1f} min ({e.steps} steps; {', '.join(e.experiments) or 'no training'})"))

@@ -239,7 +239,7 @@ def test_parallel_gpu_check_runs_longest_first_and_reports_in_course_order(tmp_p
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
     guesses = {"97_a.ipynb": 0.5, "98_b.ipynb": 99.0, "99_c.ipynb": None}
-    monkeypatch.setattr(gpu_check, "estimate_minutes", lambda nb: guesses[Path(nb).name])
+    monkeypatch.setattr(gpu_check, "estimate_minutes", lambda nb, **_: guesses[Path(nb).name])
     with pytest.raises(ValueError, match="jobs"):
         gpu_check.check(paths, budget_minutes=5, out_dir=tmp_path / "out", allow_cpu=True, jobs=0)
     rows = gpu_check.check(paths, budget_minutes=5, out_dir=tmp_path / "out", allow_cpu=True, jobs=2,
